@@ -1,0 +1,275 @@
+"""The one bit-level rounding kernel behind every quantizer in this package.
+
+The kernel works on the integer view of a float32 or float64 *carrier* and rounds each
+value to a target format described by a short vector of integer parameters, so a single
+compiled graph per (carrier, rounding mode) serves every format. ``torch.compile`` fuses
+the ~40 integer operations into one pass (inductor's C++/OpenMP code on CPU, Triton on
+GPU); the same function runs eagerly where compilation is unavailable, bit for bit equal.
+
+Method. Let ``a`` be the magnitude bits of a carrier value with exponent field ``ef`` and
+explicit significand ``s`` (implicit bit included). Rounding to ``m`` mantissa bits drops
+``d = (P - m) + max(0, emin_field - max(ef, 1))`` low bits of ``s`` (more bits below the
+target's smallest normal: that is gradual underflow). Each mode adds an increment ``inc``
+in ``[0, 2**d)`` and truncates: nearest-even adds ``2**(d-1) - 1 + lsb``, stochastic adds
+``d`` uniform random bits, directed modes add 0 or ``2**d - 1``. When ``d <= P`` the add
+happens in place on ``a`` (a carry into the exponent field is the correct renormalisation);
+when ``d > P`` the value is below the smallest positive target value and the result is
+that value or zero. Overflow, infinities, NaN and signed zero follow the format's policy.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from precision.rounding import RoundingMode
+
+
+@dataclass(frozen=True)
+class Carrier:
+    """An IEEE binary carrier and its same-width integer type."""
+
+    name: str
+    width: int
+    mant: int
+    bias: int
+    float_dtype: torch.dtype
+    int_dtype: torch.dtype
+
+    @property
+    def abs_mask(self) -> int:
+        return (1 << (self.width - 1)) - 1
+
+    @property
+    def sign_mask(self) -> int:
+        return -(1 << (self.width - 1))
+
+    @property
+    def inf_bits(self) -> int:
+        return ((1 << (self.width - 1 - self.mant)) - 1) << self.mant
+
+    @property
+    def nan_bits(self) -> int:
+        return self.inf_bits | (1 << (self.mant - 1))
+
+    @property
+    def max_finite_bits(self) -> int:
+        return self.inf_bits - 1
+
+    @property
+    def dmax(self) -> int:
+        """Most bits dropped in one add: keeps ``s + inc`` below the sign bit."""
+        return self.width - 2
+
+    def bits(self, value: float) -> int:
+        """Magnitude bit pattern of ``|value|`` in this carrier (value must be exact)."""
+        if self.width == 32:
+            return int(struct.unpack("<i", struct.pack("<f", abs(value)))[0])
+        return int(struct.unpack("<q", struct.pack("<d", abs(value)))[0])
+
+
+F32 = Carrier("float32", 32, 23, 127, torch.float32, torch.int32)
+F64 = Carrier("float64", 64, 52, 1023, torch.float64, torch.int64)
+CARRIERS = {"float32": F32, "float64": F64}
+F32_EMIN = 1 - F32.bias
+
+# Indices into the parameter vector.
+DROP, EMIN_FIELD, SUBNORMALS, Q_BITS, MAX_BITS, OVER_POS, OVER_NEG, INF_POS, INF_NEG = range(9)
+SIGNED_ZERO = 9
+N_PARAMS = 10
+
+_M32 = 0xFFFFFFFF
+_HASH_MUL = 0x45D9F3B
+
+
+def _mix32(h: torch.Tensor) -> torch.Tensor:
+    """A bijective 32-bit integer hash (xorshift-multiply), computed in int64 without
+    overflow: the multiplier is below 2**27, so products stay below 2**59."""
+    h = (((h >> 16) ^ h) * _HASH_MUL) & _M32
+    h = (((h >> 16) ^ h) * _HASH_MUL) & _M32
+    return (h >> 16) ^ h
+
+
+def random_bits(n: int, key: torch.Tensor, carrier: Carrier, device: torch.device) -> torch.Tensor:
+    """Counter-based uniform random integers in ``[0, 2**carrier.dmax)``, one per element.
+
+    Element ``i`` gets a hash of ``(i, key)``, so results do not depend on device, thread
+    count or whether the kernel was compiled. ``key`` holds two 32-bit words drawn from the
+    caller's ``torch.Generator``.
+    """
+    idx = torch.arange(n, device=device, dtype=torch.int64)
+    lo, hi = idx & _M32, idx >> 32
+    h = _mix32(_mix32(lo ^ key[0]) ^ hi ^ key[1])
+    if carrier.width == 32:
+        return (h >> 2).to(torch.int32)
+    h2 = _mix32(_mix32(lo ^ key[1]) ^ hi ^ key[0] ^ 0x68E31DA4)
+    return (h << 30) | (h2 >> 2)
+
+
+def round_bits(
+    b: torch.Tensor, p: torch.Tensor, key: torch.Tensor, carrier: Carrier, mode: RoundingMode
+) -> torch.Tensor:
+    """Round the carrier bit patterns ``b`` (1-D, int32/int64) to the format in ``p``."""
+    P = carrier.mant
+    a_in = b & carrier.abs_mask
+    neg = b < 0
+    is_nan = a_in > carrier.inf_bits
+    a = torch.where(is_nan, 0, a_in)
+    ef = a >> P
+    in_sub = ef < p[EMIN_FIELD]  # under the target's smallest normal
+    below = torch.clamp(p[EMIN_FIELD] - torch.clamp(ef, min=1), min=0)
+    m = P - p[DROP]
+    # Bits to drop: the mantissa difference, plus one per binade under the smallest normal
+    # (gradual underflow); without subnormals the region under it is a single step.
+    d = p[DROP] + below + torch.where(in_sub, (1 - p[SUBNORMALS]) * m, 0)
+    dd = torch.clamp(d, max=carrier.dmax)
+    k = torch.clamp(d - carrier.dmax, min=0, max=carrier.dmax)
+    s = (a & ((1 << P) - 1)) | ((ef > 0).to(a.dtype) << P)
+    one = torch.ones_like(a)  # a tensor, not a Python int, on the left of `<<`: codegen
+    # would otherwise shift a 32-bit literal
+    s = (s >> k) | ((s & ((one << k) - 1)) != 0).to(s.dtype)  # sticky bit for tiny values
+    mask = (one << dd) - 1
+    if mode is RoundingMode.NEAREST_EVEN:
+        # With no mantissa bits every normal significand is 1 (odd), so "even" cannot pick
+        # a neighbour; ties then go to the larger magnitude, as ml_dtypes' e8m0 does.
+        lsb = ((s >> dd) & 1) | ((m == 0) & ~in_sub).to(s.dtype)
+        inc = (lsb + (mask >> 1)) & mask
+    elif mode is RoundingMode.NEAREST_AWAY:
+        inc = ((mask >> 1) + 1) & mask
+    elif mode is RoundingMode.TOWARD_ZERO:
+        inc = torch.zeros_like(a)
+    elif mode is RoundingMode.TOWARD_POSITIVE:
+        inc = torch.where(neg, 0, mask)
+    elif mode is RoundingMode.TOWARD_NEGATIVE:
+        inc = torch.where(neg, mask, 0)
+    else:
+        inc = random_bits(b.numel(), key, carrier, b.device) >> (carrier.dmax - dd)
+    in_place = (a + inc) & ~mask
+    tiny = torch.where(((s + inc) >> dd) > 0, p[Q_BITS], 0)
+    r = torch.where(d > P, tiny, in_place)
+    r = torch.where(r > p[MAX_BITS], torch.where(neg, p[OVER_NEG], p[OVER_POS]), r)
+    r = torch.where(a == carrier.inf_bits, torch.where(neg, p[INF_NEG], p[INF_POS]), r)
+    keep_sign = (r != 0) | (p[SIGNED_ZERO] != 0)
+    out = r | torch.where(keep_sign, b ^ a_in, 0)  # b ^ |b| is the sign bit alone
+    return torch.where(is_nan, b, out)
+
+
+# ---- eager / compiled dispatch --------------------------------------------------------
+
+KernelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+_BACKENDS = ("auto", "compiled", "eager")
+_state = threading.local()
+_compiled: dict[tuple[str, RoundingMode, str], KernelFn] = {}
+_compile_failed: set[str] = set()
+_lock = threading.Lock()
+#: Below this many elements the eager kernel is used in "auto" mode (call overhead wins).
+COMPILE_THRESHOLD = 1 << 14
+
+
+def get_backend() -> str:
+    """The kernel backend in force: ``auto`` (default), ``compiled`` or ``eager``.
+
+    The default comes from the environment variable ``PRECISION_KERNEL``.
+    """
+    value = getattr(_state, "backend", None) or os.environ.get("PRECISION_KERNEL", "auto")
+    if value not in _BACKENDS:
+        raise ValueError(f"PRECISION_KERNEL={value!r}: must be one of {', '.join(_BACKENDS)}")
+    return str(value)
+
+
+class kernel_backend:  # noqa: N801 - used like a function: `with kernel_backend("eager"):`
+    """Context manager (thread-local) choosing the kernel backend.
+
+    Args:
+        name: ``auto`` (compiled for tensors of at least ``COMPILE_THRESHOLD`` elements when
+            torch.compile works, else eager), ``compiled`` (always compiled; raises if it
+            cannot compile) or ``eager``.
+    """
+
+    def __init__(self, name: str) -> None:
+        if name not in _BACKENDS:
+            raise ValueError(f"kernel backend {name!r}: must be one of {', '.join(_BACKENDS)}")
+        self.name = name
+        self._prev: str | None = None
+
+    def __enter__(self) -> kernel_backend:
+        self._prev = getattr(_state, "backend", None)
+        _state.backend = self.name
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _state.backend = self._prev
+
+
+def _make(carrier: Carrier, mode: RoundingMode) -> KernelFn:
+    def kernel(b: torch.Tensor, p: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        return round_bits(b, p, key, carrier, mode)
+
+    # One code object per (carrier, mode): torch.compile keeps its cache on the code object,
+    # and a shared one would see the carrier constants change between calls and turn them
+    # into symbols (automatic dynamic), which inductor miscompiles for 64-bit shifts.
+    name = f"round_bits_{carrier.name}_{mode.value}"
+    renamed: dict[str, str] = {"co_name": name}
+    if sys.version_info >= (3, 11):
+        renamed["co_qualname"] = name
+    kernel.__code__ = kernel.__code__.replace(**renamed)  # type: ignore[arg-type]
+    kernel.__name__ = kernel.__qualname__ = name
+    return kernel
+
+
+def _compiled_kernel(carrier: Carrier, mode: RoundingMode, device_type: str) -> KernelFn:
+    cache_key = (carrier.name, mode, device_type)
+    fn = _compiled.get(cache_key)
+    if fn is None:
+        with _lock:
+            fn = _compiled.get(cache_key)
+            if fn is None:
+                # Not dynamic=True: that also turns the closure's Python ints (carrier
+                # constants) into symbols, and inductor then miscompiles the 64-bit shifts.
+                # The element count alone is marked dynamic, at each call.
+                fn = torch.compile(_make(carrier, mode), fullgraph=True)
+                _compiled[cache_key] = fn
+    return fn
+
+
+def run(
+    bits: torch.Tensor, params: torch.Tensor, key: torch.Tensor, carrier: Carrier, mode: RoundingMode
+) -> torch.Tensor:
+    """Round 1-D contiguous carrier bits with the chosen backend."""
+    backend = get_backend()
+    device_type = bits.device.type
+    if torch.compiler.is_compiling():
+        # Inside a user's torch.compile region: trace the plain function into their graph.
+        return round_bits(bits, params, key, carrier, mode)
+    use_compiled = backend == "compiled" or (
+        backend == "auto"
+        and bits.numel() >= COMPILE_THRESHOLD
+        and device_type not in _compile_failed
+    )
+    if use_compiled:
+        try:
+            torch._dynamo.mark_dynamic(bits, 0)
+            return _compiled_kernel(carrier, mode, device_type)(bits, params, key)
+        except Exception as exc:
+            if backend == "compiled":
+                raise RuntimeError(
+                    f"torch.compile could not build the rounding kernel on {device_type}: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                ) from exc
+            _compile_failed.add(device_type)
+            warnings.warn(
+                f"precision: torch.compile failed on {device_type} ({type(exc).__name__}); "
+                "using the eager kernel (same bits, slower). Set PRECISION_KERNEL=eager to "
+                "skip the attempt.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return round_bits(bits, params, key, carrier, mode)

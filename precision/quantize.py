@@ -1,0 +1,190 @@
+"""``quantize``: the single entry point that rounds values to an emulated format.
+
+Every other module (autograd quantizers, optimizers, the emulated tensor, collectives,
+hpcprof's bits-needed runs) calls :func:`quantize`; the bit work lives in
+:mod:`precision._kernel` only.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TypeVar, overload
+
+import numpy as np
+import torch
+
+from precision import _kernel as K
+from precision.formats import BlockFormat, FixedFormat, FixedOverflow, FloatFormat, Format
+from precision.rounding import Overflow, RoundingMode
+
+_DTYPE_NAMES = {
+    torch.float16: "float16",
+    torch.bfloat16: "bfloat16",
+    torch.float32: "float32",
+    torch.float64: "float64",
+}
+_NP_DTYPES = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
+
+T = TypeVar("T", torch.Tensor, np.ndarray)
+
+
+@overload
+def quantize(
+    x: torch.Tensor,
+    fmt: Format | str,
+    rounding: RoundingMode | str = ...,
+    *,
+    generator: torch.Generator | None = ...,
+) -> torch.Tensor: ...
+@overload
+def quantize(
+    x: np.ndarray,
+    fmt: Format | str,
+    rounding: RoundingMode | str = ...,
+    *,
+    generator: torch.Generator | None = ...,
+) -> np.ndarray: ...
+def quantize(
+    x: torch.Tensor | np.ndarray,
+    fmt: Format | str,
+    rounding: RoundingMode | str = RoundingMode.NEAREST_EVEN,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor | np.ndarray:
+    """Round every element of ``x`` to the nearest value of ``fmt`` under ``rounding``.
+
+    Args:
+        x: a torch tensor (float16, bfloat16, float32 or float64; any device, shape and
+            strides) or a NumPy array (float16, float32, float64).
+        fmt: a :class:`FloatFormat`, :class:`FixedFormat` or :class:`BlockFormat`, or a name
+            that :func:`precision.registry.parse` accepts (``"bfloat16"``, ``"e3m0"``).
+        rounding: a :class:`RoundingMode` (or its name).
+        generator: source of the 64-bit key of stochastic rounding. Same generator state,
+            same bits, on any device and backend. None uses torch's default CPU generator.
+
+    Returns:
+        A new tensor/array of the same type, dtype and shape holding values of ``fmt``
+        (NaN stays NaN; infinities per the format's overflow policy). Not differentiable:
+        see :mod:`precision.autograd` for straight-through quantizers.
+
+    Raises:
+        TypeError: ``x`` is not a floating tensor/array of a supported dtype.
+        ValueError: ``fmt`` has values that ``x``'s dtype cannot hold (e.g. ``e11m30`` on a
+            float32 tensor: pass float64).
+    """
+    from precision.registry import parse
+
+    fmt = parse(fmt)
+    mode = RoundingMode.parse(rounding)
+    if isinstance(x, np.ndarray):
+        if x.dtype not in _NP_DTYPES:
+            raise TypeError(f"quantize: NumPy dtype {x.dtype} unsupported; use float16/32/64")
+        return quantize(torch.from_numpy(np.ascontiguousarray(x)), fmt, mode, generator=generator).numpy()
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"quantize: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+    dtype_name = _DTYPE_NAMES.get(x.dtype)
+    if dtype_name is None:
+        raise TypeError(
+            f"quantize: dtype {x.dtype} unsupported; use float16, bfloat16, float32 or float64"
+        )
+    if isinstance(fmt, BlockFormat):
+        from precision.block import quantize_blocks
+
+        return quantize_blocks(x, fmt, mode, generator=generator)
+    if not fmt.fits_in(dtype_name):
+        raise ValueError(
+            f"format {fmt} has values that {dtype_name} cannot hold exactly; "
+            f"pass a {fmt.carrier} input" + (" (or float64)" if fmt.carrier != "float64" else "")
+        )
+    return _round(x, fmt, mode, generator)
+
+
+def _round(
+    x: torch.Tensor,
+    fmt: FloatFormat | FixedFormat,
+    mode: RoundingMode,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    carrier = K.F64 if x.dtype == torch.float64 or _needs_f64(fmt) else K.F32
+    flat = x.detach().to(carrier.float_dtype).contiguous().view(-1)
+    if flat.numel() == 0:
+        return x.detach().clone()
+    params = _params(fmt, mode, carrier.name, flat.device)
+    key = _key(mode, generator, flat.device)
+    bits = K.run(flat.view(carrier.int_dtype), params, key, carrier, mode)
+    y = bits.view(carrier.float_dtype)
+    if isinstance(fmt, FixedFormat):
+        y = _fixed_range(y, fmt)
+    return y.view(x.shape).to(x.dtype)
+
+
+def _needs_f64(fmt: FloatFormat | FixedFormat) -> bool:
+    """The float32 kernel needs the format's normals inside float32's normal range (its
+    subnormals may be float32 subnormals); a custom bias can put them below."""
+    return isinstance(fmt, FloatFormat) and fmt.emin < K.F32_EMIN
+
+
+def _key(mode: RoundingMode, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    if mode is not RoundingMode.STOCHASTIC:
+        return _zero_key(device)
+    key = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, generator=generator)
+    return key.to(device)
+
+
+@lru_cache(maxsize=16)
+def _zero_key(device: torch.device) -> torch.Tensor:
+    return torch.zeros(2, dtype=torch.int64, device=device)
+
+
+@lru_cache(maxsize=1024)
+def _params(
+    fmt: FloatFormat | FixedFormat, mode: RoundingMode, carrier_name: str, device: torch.device
+) -> torch.Tensor:
+    c = K.CARRIERS[carrier_name]
+    p = kernel_params(fmt, mode, c)
+    return torch.tensor(p, dtype=c.int_dtype, device=device)
+
+
+def kernel_params(fmt: FloatFormat | FixedFormat, mode: RoundingMode, c: K.Carrier) -> list[int]:
+    """The kernel's parameter vector for ``fmt`` (see the layout in ``_kernel``)."""
+    p = [0] * K.N_PARAMS
+    if isinstance(fmt, FixedFormat):
+        # Fixed point is the float kernel's uniform-spacing region: a format whose ulp is
+        # 2**-F over the whole range; the range itself is applied afterwards.
+        m_eff = min(c.mant, c.bias + fmt.fraction_bits)
+        p[K.DROP] = c.mant - m_eff
+        p[K.EMIN_FIELD] = m_eff - fmt.fraction_bits + c.bias
+        p[K.SUBNORMALS] = 1
+        p[K.Q_BITS] = c.bits(fmt.resolution)
+        p[K.MAX_BITS] = p[K.OVER_POS] = p[K.OVER_NEG] = c.max_finite_bits
+        p[K.INF_POS] = p[K.INF_NEG] = c.inf_bits
+        p[K.SIGNED_ZERO] = 0
+        return p
+    inf, mx, nan = c.inf_bits, c.bits(fmt.max_finite), c.nan_bits
+    p[K.DROP] = c.mant - fmt.mantissa_bits
+    p[K.EMIN_FIELD] = fmt.emin + c.bias
+    p[K.SUBNORMALS] = int(fmt.subnormals)
+    p[K.Q_BITS] = c.bits(fmt.smallest_positive)
+    p[K.MAX_BITS] = mx
+    if fmt.overflow is Overflow.INF:
+        # IEEE 754 7.4: directed modes that round toward the finite side give max finite.
+        p[K.OVER_POS] = mx if mode in (RoundingMode.TOWARD_ZERO, RoundingMode.TOWARD_NEGATIVE) else inf
+        p[K.OVER_NEG] = mx if mode in (RoundingMode.TOWARD_ZERO, RoundingMode.TOWARD_POSITIVE) else inf
+        p[K.INF_POS] = p[K.INF_NEG] = inf
+    else:
+        v = mx if fmt.overflow is Overflow.SATURATE else nan
+        p[K.OVER_POS] = p[K.OVER_NEG] = p[K.INF_POS] = p[K.INF_NEG] = v
+    p[K.SIGNED_ZERO] = int(fmt.has_negative_zero)
+    return p
+
+
+def _fixed_range(y: torch.Tensor, fmt: FixedFormat) -> torch.Tensor:
+    lo, hi = fmt.min_value, fmt.max_value
+    if fmt.overflow is FixedOverflow.SATURATE:
+        return torch.clamp(y, lo, hi)
+    span = 2.0 ** (fmt.word_bits - fmt.fraction_bits)
+    t = torch.remainder(y, span)  # exact: fmod of multiples of 2**-F by a power of two
+    if fmt.signed:
+        t = torch.where(t > hi, t - span, t)
+    t = torch.where(torch.isinf(y), torch.clamp(y, lo, hi), t)
+    return t + 0.0  # fmod keeps the dividend's sign: -0.0 + 0.0 is +0.0 (no -0 in fixed point)
