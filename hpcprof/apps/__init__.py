@@ -1,0 +1,25 @@
+"""Built-in proxy apps and training kernels, and external apps from suite files.
+
+``APPS`` maps names to frozen :class:`~hpcprof.apps.base.AppInfo` records; building it only
+creates data (no compiling, no probing).
+"""
+
+from __future__ import annotations
+
+from hpcprof.apps import cg, fft, gemm, lookup, md, stencil, stream, training
+from hpcprof.apps.base import AppInfo, AppKind, Registry
+
+APPS: Registry = Registry(
+    [
+        *stream.APPS,
+        *gemm.APPS,
+        *cg.APPS,
+        *stencil.APPS,
+        *md.APPS,
+        *lookup.APPS,
+        *fft.APPS,
+        *training.APPS,
+    ]
+)
+
+__all__ = ["APPS", "AppInfo", "AppKind", "Registry"]

@@ -1,0 +1,168 @@
+"""App records and the registry of built-in apps.
+
+An app is data: a frozen :class:`AppInfo` naming its entry point (a Python kernel run in a
+child process, or a shipped C source), its problem-size parameter and its analytic FLOP and
+byte models. Variants (the C build of GEMM, say) are further records, not subclasses.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from enum import Enum
+from types import MappingProxyType, TracebackType
+
+from hpcprof.errors import UnknownNameError
+from hpcprof.records import Precision
+
+PROTOCOL_PREFIX = "hpcprof:"
+"""Built-in programs print one line ``hpcprof: check_error=<e> kernel_s=<t>`` on stdout."""
+
+BUILTIN_PRECISIONS: tuple[Precision, ...] = (Precision.FLOAT64, Precision.FLOAT32)
+
+
+class AppKind(Enum):
+    """How an app is run."""
+
+    NUMPY = "numpy"  # Python kernel on NumPy, run as ``python -m hpcprof.apps``
+    TORCH = "torch"  # Python kernel on torch (training kernels)
+    C = "c"  # shipped C source, compiled on first use
+    EXTERNAL = "external"  # command from a suite file
+
+
+class Region(AbstractContextManager["Region"]):
+    """Times the measured part of a Python kernel; opens a LIKWID marker region if asked.
+
+    The runner sets ``HPCPROF_LIKWID_MARKER=1`` when the likwid backend runs in marker mode;
+    ``pylikwid`` is then imported lazily, here and not at import time.
+    """
+
+    def __init__(self, name: str = "hpcprof_kernel", marker: object | None = None) -> None:
+        self.name = name
+        self.seconds: float | None = None
+        self._marker = marker
+        self._t0 = 0.0
+
+    def __enter__(self) -> Region:
+        if self._marker is not None:
+            self._marker.markerstartregion(self.name)  # type: ignore[attr-defined]
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.seconds = time.perf_counter() - self._t0
+        if self._marker is not None:
+            self._marker.markerstopregion(self.name)  # type: ignore[attr-defined]
+
+
+Kernel = Callable[[int, Precision, Region], float]
+"""A Python kernel: (size, precision, region) -> self-check error. It builds its inputs,
+runs the measured work inside ``with region:``, then checks the answer."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppInfo:
+    """One built-in app.
+
+    Args:
+        name: registry name (``gemm``, ``gemm-c``).
+        summary: one line for ``hpcprof list``.
+        kind: entry-point kind.
+        size_doc: what the size parameter means.
+        default_size: size for ``hpcprof run`` (the whole suite finishes in minutes).
+        small_size: size for tests and the callgrind backend.
+        flops: analytic FLOPs of the measured region as a function of size.
+        bytes_moved: compulsory memory traffic model as a function of (size, itemsize).
+        tolerance: largest acceptable self-check error, float64 and float32.
+        kernel: the Python kernel (NUMPY/TORCH kinds).
+        c_source: C source file under ``hpcprof/apps/c`` (C kind).
+        c_args: command-line arguments of the C program for a size.
+        region: function holding the measured work; counting backends restrict to it.
+    """
+
+    name: str
+    summary: str
+    kind: AppKind
+    size_doc: str
+    default_size: int
+    small_size: int
+    flops: Callable[[int], float]
+    bytes_moved: Callable[[int, int], float]
+    tolerance: tuple[float, float]
+    kernel: Kernel | None = None
+    c_source: str | None = None
+    c_args: Callable[[int], tuple[str, ...]] | None = None
+    region: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is AppKind.C and (self.c_source is None or self.c_args is None):
+            raise ValueError(f"app {self.name}: C apps need c_source and c_args")
+        if self.kind in (AppKind.NUMPY, AppKind.TORCH) and self.kernel is None:
+            raise ValueError(f"app {self.name}: Python apps need a kernel")
+        if self.small_size <= 0 or self.default_size <= 0:
+            raise ValueError(f"app {self.name}: sizes must be positive")
+
+    def tolerance_for(self, precision: Precision) -> float:
+        """Largest acceptable self-check error at ``precision``."""
+        return self.tolerance[0] if precision is Precision.FLOAT64 else self.tolerance[1]
+
+    def python_command(self, size: int, precision: Precision) -> list[str]:
+        """Command line that runs the Python kernel in a fresh interpreter."""
+        return [sys.executable, "-m", "hpcprof.apps", self.name, str(size), precision.value]
+
+
+class Registry(Mapping[str, AppInfo]):
+    """Read-only name -> AppInfo map; duplicate names raise."""
+
+    def __init__(self, infos: Iterable[AppInfo]) -> None:
+        table: dict[str, AppInfo] = {}
+        for info in infos:
+            if info.name in table:
+                raise ValueError(f"duplicate app name {info.name!r}")
+            table[info.name] = info
+        self._table = MappingProxyType(table)
+
+    def __getitem__(self, name: str) -> AppInfo:
+        try:
+            return self._table[name]
+        except KeyError:
+            known = ", ".join(sorted(self._table))
+            raise UnknownNameError(f"unknown app {name!r} (known: {known})") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+def parse_protocol(stdout: str) -> dict[str, float]:
+    """Read ``key=value`` pairs from the ``hpcprof:`` lines a built-in program prints."""
+    values: dict[str, float] = {}
+    for line in stdout.splitlines():
+        if not line.startswith(PROTOCOL_PREFIX):
+            continue
+        for token in line[len(PROTOCOL_PREFIX) :].split():
+            key, sep, raw = token.partition("=")
+            if not sep:
+                continue
+            try:
+                values[key] = float(raw)
+            except ValueError:
+                continue
+    return values
+
+
+def real_dtype(precision: Precision) -> str:
+    """NumPy/torch dtype name of a built-in precision."""
+    if precision not in BUILTIN_PRECISIONS:
+        raise ValueError(f"precision {precision.value}: built-in apps run float64 or float32")
+    return precision.value

@@ -1,0 +1,185 @@
+"""Software count of executed FP64/FP32 operations: callgrind execution counts x disassembly.
+
+``valgrind --tool=callgrind --dump-instr=yes`` records how often every instruction ran,
+per object file (program and shared libraries alike, so NumPy's BLAS is counted). Each
+object is disassembled once with ``objdump -d`` and its FP arithmetic instructions are
+classified (:mod:`hpcprof.backends.x86`); FLOPs = sum of executions x FLOPs per
+instruction. Works where no hardware counters are exposed (VMs, CI).
+
+Limits: valgrind runs programs 20-100x slower, so use small sizes; valgrind hides AVX-512
+from the program (CPUID), so libraries pick AVX2 or SSE code paths and the counted
+instruction mix can differ from a native run on an AVX-512 machine; x87 arithmetic is not
+counted. For C apps the count is restricted to the app's measured function
+(``--toggle-collect``), so set-up and the float64 self-check are excluded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from hpcprof.backends.base import Availability, Backend, Job, tool_output
+from hpcprof.backends.x86 import disassemble, scan_disassembly
+from hpcprof.build import cache_dir
+from hpcprof.errors import BackendError, ParseError
+from hpcprof.records import Metric, Precision, Sample
+
+_COST = re.compile(r"^[0-9+\-*]")
+_NAMED = re.compile(r"^\((?P<id>\d+)\)(?:\s+(?P<name>.*))?$")
+
+
+def parse_callgrind(text: str) -> dict[str, dict[int, int]]:
+    """Instruction execution counts per object: ``{object path: {address: count}}``.
+
+    Reads the callgrind profile format with ``positions: instr`` (optionally ``instr
+    line``), absolute or relative (``+n``/``-n``/``*``) positions, and compressed or plain
+    names. The cost line after ``calls=`` is inclusive call cost and is skipped.
+
+    Raises:
+        ParseError: the text is not a callgrind profile with instruction positions.
+    """
+    positions: list[str] | None = None
+    names: dict[str, str] = {}
+    counts: dict[str, dict[int, int]] = {}
+    obj = "???"
+    last_addr = 0
+    skip_next = False
+    for line in text.splitlines():
+        if not line:
+            continue
+        if line.startswith("positions:"):
+            positions = line.split(":", 1)[1].split()
+            continue
+        if _COST.match(line):
+            if positions is None:
+                raise ParseError("callgrind output has cost lines before 'positions:'")
+            fields = line.split()
+            if skip_next:
+                skip_next = False
+                continue
+            tok = fields[0]
+            if tok == "*":
+                addr = last_addr
+            elif tok[0] in "+-":
+                addr = last_addr + int(tok, 0)
+            else:
+                addr = int(tok, 16) if tok.startswith("0x") else int(tok)
+            last_addr = addr
+            if len(fields) > len(positions):
+                n = int(fields[len(positions)])
+                per_obj = counts.setdefault(obj, {})
+                per_obj[addr] = per_obj.get(addr, 0) + n
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if key == "ob":
+            obj = _name(value, names)
+        elif key == "calls":
+            skip_next = True
+    if positions is None or "instr" not in positions:
+        raise ParseError("callgrind output has no instruction positions (--dump-instr=yes)")
+    return counts
+
+
+def _name(value: str, names: dict[str, str]) -> str:
+    m = _NAMED.match(value.strip())
+    if m is None:
+        return value.strip()
+    if m["name"] is not None:
+        names[m["id"]] = m["name"]
+        return m["name"]
+    return names.get(m["id"], value.strip())
+
+
+def fp_table(path: Path) -> dict[int, tuple[Precision, int]]:
+    """Address -> (precision, FLOPs) of the FP instructions of an object, cached on disk.
+
+    The cache is keyed by the file's path, size and mtime.
+    """
+    st = path.stat()
+    key = re.sub(r"[^A-Za-z0-9_.-]", "_", str(path.resolve()))[-120:]
+    cache = cache_dir() / "fp-tables" / f"{key}-{st.st_size}-{st.st_mtime_ns}.json"
+    if cache.exists():
+        raw = json.loads(cache.read_text(encoding="utf-8"))
+        return {int(a): (Precision(p), int(f)) for a, p, f in raw}
+    table = {a: (p, f) for a, p, f in scan_disassembly(disassemble(path))}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps([[a, p.value, f] for a, (p, f) in table.items()]), encoding="utf-8")
+    os.replace(tmp, cache)
+    return table
+
+
+def count_flops(counts: dict[str, dict[int, int]]) -> dict[Precision, int]:
+    """Sum executions x FLOPs over all objects that exist on disk."""
+    totals = {Precision.FLOAT64: 0, Precision.FLOAT32: 0}
+    for obj, per_addr in counts.items():
+        path = Path(obj)
+        if not path.is_file():
+            continue  # [vdso], ???, deleted files
+        table = fp_table(path)
+        for addr, n in per_addr.items():
+            hit = table.get(addr)
+            if hit is not None:
+                totals[hit[0]] += n * hit[1]
+    return totals
+
+
+class CallgrindBackend(Backend):
+    """valgrind/callgrind instruction counts classified by objdump."""
+
+    name = "callgrind"
+    summary = "software FP64/FP32 count: valgrind callgrind x objdump (slow; small sizes)"
+
+    def available(self) -> Availability:
+        probe = tool_output(["valgrind", "--version"])
+        if probe is None:
+            return Availability(ok=False, detail="valgrind not installed")
+        if tool_output(["objdump", "--version"]) is None:
+            return Availability(ok=False, detail="objdump not installed (binutils)")
+        return Availability(ok=True, detail=probe[1].strip())
+
+    def wrap(self, cmd: Sequence[str], job: Job) -> list[str]:
+        args = [
+            "valgrind",
+            "--tool=callgrind",
+            "--dump-instr=yes",
+            "--compress-strings=no",
+            "--compress-pos=no",
+            f"--callgrind-out-file={job.scratch / 'callgrind.out.%p'}",
+        ]
+        if job.region is not None:
+            args.append(f"--toggle-collect={job.region}")
+        return [*args, *cmd]
+
+    def collect(self, job: Job, stdout: str, stderr: str) -> tuple[Sample, ...]:
+        files = sorted(job.scratch.glob("callgrind.out.*"))
+        if not files:
+            raise BackendError("callgrind wrote no profile")
+        merged: dict[str, dict[int, int]] = {}
+        for f in files:
+            for obj, per_addr in parse_callgrind(
+                f.read_text(encoding="utf-8", errors="replace")
+            ).items():
+                target = merged.setdefault(obj, {})
+                for addr, n in per_addr.items():
+                    target[addr] = target.get(addr, 0) + n
+        totals = count_flops(merged)
+        return (
+            Sample(
+                metric=Metric.FP64_FLOP,
+                value=float(totals[Precision.FLOAT64]),
+                backend=self.name,
+                region=job.region,
+            ),
+            Sample(
+                metric=Metric.FP32_FLOP,
+                value=float(totals[Precision.FLOAT32]),
+                backend=self.name,
+                region=job.region,
+            ),
+        )

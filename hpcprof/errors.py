@@ -1,0 +1,34 @@
+"""Exceptions raised by hpcprof; the CLI turns them into one-line messages."""
+
+from __future__ import annotations
+
+
+class HpcprofError(Exception):
+    """Base class of every error hpcprof raises on purpose."""
+
+
+class SuiteError(HpcprofError):
+    """A suite file is malformed; the message names the file, the key and what is allowed."""
+
+
+class UnknownNameError(HpcprofError, KeyError):
+    """An app or backend name is not in its registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class BuildError(HpcprofError):
+    """A C program could not be compiled."""
+
+
+class BackendError(HpcprofError):
+    """A counter backend cannot run, or its output could not be read."""
+
+
+class ParseError(BackendError):
+    """Tool output did not have the expected layout."""
+
+
+class StoreError(HpcprofError):
+    """A run directory is missing or unreadable."""

@@ -1,0 +1,398 @@
+"""Run apps under a backend: warm-up, repetitions, pinning, timeouts, one record per run.
+
+A crashing or hanging app becomes a :class:`~hpcprof.records.Measurement` with its status
+and the tail of its stderr, and the suite goes on. Nothing here prints; progress goes to an
+optional callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from hpcprof.apps import APPS
+from hpcprof.apps.base import AppInfo, AppKind, parse_protocol
+from hpcprof.apps.external import ExternalApp, Suite
+from hpcprof.backends import Backend, Job
+from hpcprof.build import build
+from hpcprof.config import RunConfig, SizeScale
+from hpcprof.errors import HpcprofError
+from hpcprof.records import Measurement, Metric, Precision, RunStatus, Sample, SampleStatus
+
+Progress = Callable[[int, int, str], None]
+"""progress(done, total, label) is called before each measurement."""
+
+STDERR_TAIL_CHARS = 2000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """One app at one precision/size or preset, ready to run."""
+
+    app: str
+    precision: Precision
+    size: int | None
+    preset: str | None
+    command: Callable[[], list[str]]  # deferred so that C builds happen inside the run
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    timeout_s: float = 600.0
+    region: str | None = None
+    python_kernel: bool = False
+    analytic: tuple[Sample, ...] = ()
+    tolerance: float | None = None
+    fom_regex: str | None = None
+    fom_unit: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessResult:
+    returncode: int | None
+    stdout: str
+    stderr: str
+    wall_s: float
+    cpu_s: float | None
+    timed_out: bool
+
+
+def _size_for(info: AppInfo, config: RunConfig) -> int:
+    override = dict(config.sizes).get(info.name)
+    if override is not None:
+        return override
+    return info.small_size if config.scale is SizeScale.SMALL else info.default_size
+
+
+def _c_command(source: str, args: Sequence[str], precision: Precision) -> list[str]:
+    return [str(build(source, precision)), *args]
+
+
+def builtin_tasks(config: RunConfig) -> list[Task]:
+    """Tasks for the built-in apps of ``config`` (all of them when none are named)."""
+    names = config.apps or (() if config.suite else tuple(APPS))
+    tasks = []
+    for name in names:
+        info = APPS[name]
+        size = _size_for(info, config)
+        for prec in config.precisions:
+            itemsize = prec.itemsize or 8
+            analytic = (
+                Sample(metric=Metric.ANALYTIC_FLOP, value=info.flops(size), backend="analytic"),
+                Sample(
+                    metric=Metric.ANALYTIC_BYTES,
+                    value=info.bytes_moved(size, itemsize),
+                    backend="analytic",
+                ),
+            )
+            if info.kind is AppKind.C:
+                c_args = info.c_args(size) if info.c_args is not None else ()
+                command = partial(_c_command, info.c_source or "", c_args, prec)
+            else:
+                command = partial(info.python_command, size, prec)
+
+            tasks.append(
+                Task(
+                    app=name,
+                    precision=prec,
+                    size=size,
+                    preset=None,
+                    command=command,
+                    timeout_s=config.timeout_s,
+                    region=info.region,
+                    python_kernel=info.kind is not AppKind.C,
+                    analytic=analytic,
+                    tolerance=info.tolerance_for(prec),
+                )
+            )
+    return tasks
+
+
+def suite_tasks(suite: Suite, config: RunConfig) -> list[Task]:
+    """Tasks for every app and preset of an external suite."""
+    tasks = []
+    for app in suite.apps:
+        for preset in app.preset_names():
+
+            def command(a: ExternalApp = app, p: str | None = preset) -> list[str]:
+                return suite.command(a, p)
+
+            tasks.append(
+                Task(
+                    app=app.name,
+                    precision=Precision.NATIVE,
+                    size=None,
+                    preset=preset,
+                    command=command,
+                    env=suite.environment(app),
+                    cwd=app.workdir,
+                    timeout_s=app.timeout_s or config.timeout_s,
+                    fom_regex=app.fom_regex,
+                    fom_unit=app.fom_unit,
+                )
+            )
+    return tasks
+
+
+def run_process(
+    cmd: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout_s: float,
+    cpus: tuple[int, ...] | None = None,
+) -> ProcessResult:
+    """Run ``cmd`` (an argument list, no shell) in its own process group.
+
+    On timeout the whole group is killed with SIGKILL. ``cpu_s`` is user+system time of
+    the process and the descendants it waited for.
+    """
+    full = list(cmd)
+    preexec = None
+    if cpus:
+        if shutil.which("taskset"):
+            full = ["taskset", "-c", ",".join(map(str, cpus)), *full]
+        else:
+
+            def preexec() -> None:
+                os.sched_setaffinity(0, cpus)
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=preexec,
+    )
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return ProcessResult(
+        returncode=None if timed_out else proc.returncode,
+        stdout=out.decode("utf-8", errors="replace"),
+        stderr=err.decode("utf-8", errors="replace"),
+        wall_s=wall,
+        cpu_s=cpu,
+        timed_out=timed_out,
+    )
+
+
+def _fom(task: Task, stdout: str) -> Sample | None:
+    if task.fom_regex is None:
+        return None
+    matches = list(re.finditer(task.fom_regex, stdout, re.M))
+    m = matches[-1] if matches else None  # the last match: apps often print partials first
+    if m is None:
+        return Sample(
+            metric=Metric.FOM,
+            value=None,
+            backend="app",
+            status=SampleStatus.MISSING,
+            unit=task.fom_unit,
+        )
+    try:
+        value = float(m.group(1).replace(",", ""))
+    except ValueError:
+        return Sample(
+            metric=Metric.FOM,
+            value=None,
+            backend="app",
+            status=SampleStatus.MISSING,
+            unit=task.fom_unit,
+        )
+    return Sample(metric=Metric.FOM, value=value, backend="app", unit=task.fom_unit)
+
+
+def measure(
+    task: Task, backend: Backend, repetition: int, cpus: tuple[int, ...] | None
+) -> Measurement:
+    """Run ``task`` once per backend pass and turn the results into one Measurement."""
+    try:
+        cmd = task.command()
+    except (HpcprofError, OSError) as exc:
+        return _record(task, backend.name, repetition, RunStatus.LAUNCH_ERROR, str(exc))
+    samples: list[Sample] = list(task.analytic)
+    status = RunStatus.OK
+    first: ProcessResult | None = None
+    tails: list[str] = []
+    for pass_name in backend.passes():
+        with tempfile.TemporaryDirectory(prefix="hpcprof-") as scratch:
+            job = Job(
+                scratch=Path(scratch),
+                pass_name=pass_name,
+                region=task.region,
+                python_kernel=task.python_kernel,
+                cpus=cpus,
+            )
+            try:
+                res = run_process(
+                    backend.wrap(cmd, job),
+                    env={**task.env, **backend.environment(job)},
+                    cwd=task.cwd,
+                    timeout_s=task.timeout_s,
+                    cpus=cpus,
+                )
+            except OSError as exc:
+                return _record(task, backend.name, repetition, RunStatus.LAUNCH_ERROR, str(exc))
+            first = first or res
+            if res.stderr.strip():
+                tails.append(res.stderr)
+            if res.timed_out:
+                status = RunStatus.TIMEOUT
+                break
+            if res.returncode != 0:
+                status = RunStatus.FAILED
+                break
+            try:
+                samples.extend(backend.collect(job, res.stdout, res.stderr))
+            except HpcprofError as exc:
+                status = RunStatus.BACKEND_ERROR
+                tails.append(str(exc))
+                break
+    if first is None:
+        return _record(task, backend.name, repetition, RunStatus.BACKEND_ERROR, "no passes")
+    samples[:0] = [
+        Sample(metric=Metric.WALL_S, value=first.wall_s, backend=backend.name),
+        Sample(metric=Metric.CPU_S, value=first.cpu_s, backend=backend.name)
+        if first.cpu_s is not None
+        else Sample(
+            metric=Metric.CPU_S, value=None, backend=backend.name, status=SampleStatus.MISSING
+        ),
+    ]
+    if status is RunStatus.OK:
+        status = _app_samples(task, first.stdout, samples)
+    return _record(
+        task,
+        backend.name,
+        repetition,
+        status,
+        "".join(tails) if status is not RunStatus.OK else "",
+        returncode=first.returncode,
+        samples=tuple(samples),
+    )
+
+
+def _record(
+    task: Task,
+    backend: str,
+    repetition: int,
+    status: RunStatus,
+    stderr: str,
+    *,
+    returncode: int | None = None,
+    samples: tuple[Sample, ...] | None = None,
+    wall_s: float | None = None,
+) -> Measurement:
+    """A Measurement; without samples it carries only the wall time (missing if None)."""
+    if samples is None:
+        wall = (
+            Sample(metric=Metric.WALL_S, value=wall_s, backend=backend)
+            if wall_s is not None
+            else Sample(
+                metric=Metric.WALL_S, value=None, backend=backend, status=SampleStatus.MISSING
+            )
+        )
+        samples = (wall,)
+    return Measurement(
+        app=task.app,
+        precision=task.precision,
+        size=task.size,
+        preset=task.preset,
+        repetition=repetition,
+        backend=backend,
+        status=status,
+        returncode=returncode,
+        stderr_tail=stderr[-STDERR_TAIL_CHARS:],
+        samples=samples,
+    )
+
+
+def _app_samples(task: Task, stdout: str, samples: list[Sample]) -> RunStatus:
+    """Append what the app itself reports; decide the status from its self-check."""
+    if (fom := _fom(task, stdout)) is not None:
+        samples.append(fom)
+    if task.tolerance is None:
+        return RunStatus.OK
+    proto = parse_protocol(stdout)
+    if "kernel_s" in proto:
+        samples.append(Sample(metric=Metric.KERNEL_S, value=proto["kernel_s"], backend="app"))
+    err = proto.get("check_error")
+    if err is None:
+        samples.append(
+            Sample(
+                metric=Metric.CHECK_ERROR, value=None, backend="app", status=SampleStatus.MISSING
+            )
+        )
+        return RunStatus.FAILED
+    samples.append(Sample(metric=Metric.CHECK_ERROR, value=err, backend="app"))
+    return RunStatus.OK if err <= task.tolerance else RunStatus.CHECK_FAILED
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    backend: Backend,
+    config: RunConfig,
+    progress: Progress | None = None,
+) -> list[Measurement]:
+    """Warm up (unmeasured, unwrapped), then measure each task ``config.repetitions`` times."""
+    results: list[Measurement] = []
+    total = len(tasks) * config.repetitions
+    done = 0
+    for task in tasks:
+        label = f"{task.app} {task.precision.value}" + (f" {task.preset}" if task.preset else "")
+        hung: ProcessResult | None = None
+        for _ in range(config.warmup):
+            try:
+                res = run_process(
+                    task.command(),
+                    env=task.env,
+                    cwd=task.cwd,
+                    timeout_s=task.timeout_s,
+                    cpus=config.cpus,
+                )
+            except (HpcprofError, OSError):
+                break  # the measured run records the error
+            if res.timed_out:
+                hung = res
+                break
+        if hung is not None:
+            # A hang is recorded once, not waited out again for every repetition.
+            results.append(
+                _record(task, backend.name, 0, RunStatus.TIMEOUT, hung.stderr, wall_s=hung.wall_s)
+            )
+            done += config.repetitions
+            continue
+        for rep in range(config.repetitions):
+            if progress is not None:
+                progress(done, total, f"{label} rep {rep + 1}/{config.repetitions}")
+            done += 1
+            m = measure(task, backend, rep, config.cpus)
+            results.append(m)
+            if m.status is RunStatus.TIMEOUT:
+                done += config.repetitions - rep - 1
+                break
+    if progress is not None:
+        progress(done, total, "done")
+    return results

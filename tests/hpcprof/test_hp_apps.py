@@ -1,0 +1,71 @@
+"""Every built-in app passes its own self-check in float64 and float32 at small size."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hpcprof.apps import APPS
+from hpcprof.apps.base import AppKind, Region, parse_protocol
+from hpcprof.build import build, find_compiler
+from hpcprof.records import Precision
+
+PRECISIONS = [Precision.FLOAT64, Precision.FLOAT32]
+PY_APPS = [n for n, i in APPS.items() if i.kind is not AppKind.C]
+C_APPS = [n for n, i in APPS.items() if i.kind is AppKind.C]
+no_cc = pytest.mark.skipif(find_compiler() is None, reason="no C compiler (cc/gcc) on PATH")
+
+
+@pytest.mark.parametrize("precision", PRECISIONS, ids=lambda p: p.value)
+@pytest.mark.parametrize("name", PY_APPS)
+def test_python_kernel_self_check(name: str, precision: Precision) -> None:
+    info = APPS[name]
+    assert info.kernel is not None
+    region = Region()
+    error = info.kernel(info.small_size, precision, region)
+    assert error <= info.tolerance_for(precision), f"{name} {precision.value}: error {error:.3e}"
+    assert region.seconds is not None and region.seconds >= 0
+
+
+@no_cc
+@pytest.mark.parametrize("precision", PRECISIONS, ids=lambda p: p.value)
+@pytest.mark.parametrize("name", C_APPS)
+def test_c_program_self_check(name: str, precision: Precision) -> None:
+    info = APPS[name]
+    assert info.c_source is not None and info.c_args is not None
+    binary = build(info.c_source, precision)
+    out = subprocess.run(
+        [str(binary), *info.c_args(info.small_size)], capture_output=True, text=True, check=True
+    )
+    proto = parse_protocol(out.stdout)
+    assert proto["check_error"] <= info.tolerance_for(precision)
+    assert proto["kernel_s"] >= 0
+
+
+@no_cc
+def test_build_is_cached_and_keyed_by_precision() -> None:
+    a64 = build("gemm.c", Precision.FLOAT64)
+    a32 = build("gemm.c", Precision.FLOAT32)
+    assert a64 != a32
+    mtime = a64.stat().st_mtime_ns
+    assert build("gemm.c", Precision.FLOAT64) == a64
+    assert a64.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("name", list(APPS))
+@given(size=st.integers(min_value=3, max_value=4096))
+def test_analytic_models_positive_and_monotone(name: str, size: int) -> None:
+    info = APPS[name]
+    if name == "fft":
+        size = 1 << (size.bit_length() + 1)
+    assert info.flops(size) > 0
+    assert info.flops(2 * size) > info.flops(size)
+    assert info.bytes_moved(size, 4) * 2 == pytest.approx(info.bytes_moved(size, 8))
+
+
+def test_protocol_ignores_app_output() -> None:
+    text = "hello\nhpcprof: check_error=1.5e-07 kernel_s=2.0e-03 junk\nresult=3\n"
+    assert parse_protocol(text) == {"check_error": 1.5e-07, "kernel_s": 2.0e-03}

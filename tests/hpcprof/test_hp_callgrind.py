@@ -1,0 +1,123 @@
+"""callgrind backend: the C GEMM counts only its own precision, within 5% of 2 n^3."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hpcprof.backends.callgrind import CallgrindBackend, parse_callgrind
+from hpcprof.backends.x86 import classify
+from hpcprof.build import find_compiler
+from hpcprof.config import RunConfig
+from hpcprof.host import collect_host
+from hpcprof.records import Metric, Precision, RunStatus
+from hpcprof.runner import builtin_tasks, measure
+
+needs_valgrind = pytest.mark.skipif(
+    shutil.which("valgrind") is None or shutil.which("objdump") is None or find_compiler() is None,
+    reason="callgrind test needs valgrind, objdump (binutils) and a C compiler on PATH",
+)
+
+
+@pytest.mark.valgrind
+@needs_valgrind
+@pytest.mark.parametrize("precision", [Precision.FLOAT64, Precision.FLOAT32], ids=lambda p: p.value)
+def test_c_gemm_counts_one_precision_within_5_percent(precision: Precision) -> None:
+    n = 48
+    config = RunConfig(apps=("gemm-c",), precisions=(precision,), sizes=(("gemm-c", n),))
+    (task,) = builtin_tasks(config)
+    m = measure(task, CallgrindBackend(collect_host()), 0, None)
+    assert m.status is RunStatus.OK, m.stderr_tail
+    analytic = 2.0 * n**3
+    own, other = (
+        (Metric.FP64_FLOP, Metric.FP32_FLOP)
+        if precision is Precision.FLOAT64
+        else (Metric.FP32_FLOP, Metric.FP64_FLOP)
+    )
+    counted = m.value(own)
+    assert counted is not None and abs(counted - analytic) / analytic < 0.05
+    assert m.value(other) == 0.0
+    assert all(s.backend in ("callgrind", "analytic", "app") for s in m.samples)
+
+
+CALLGRIND_SAMPLE = """# callgrind format
+version: 1
+positions: instr line
+events: Ir
+ob=/bin/app
+fl=???
+fn=main
+cfn=kernel
+calls=1 0x14f0 0
+0x13c9 0 999
+fn=kernel
+0x14f0 0 1
++4 0 3
+* 0 2
+0x14f0 0 5
+"""
+
+
+def test_parse_callgrind_skips_call_costs_and_sums_positions() -> None:
+    counts = parse_callgrind(CALLGRIND_SAMPLE)
+    assert counts == {"/bin/app": {0x14F0: 6, 0x14F4: 5}}
+
+
+def test_parse_callgrind_real_profile(tmp_path: Path) -> None:
+    """Also read a profile produced here, when valgrind is installed."""
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind not installed: no live profile to parse")
+    import subprocess
+
+    out = tmp_path / "cg.out"
+    subprocess.run(
+        ["valgrind", "--tool=callgrind", "--dump-instr=yes", "--compress-strings=no",
+         "--compress-pos=no", f"--callgrind-out-file={out}", "/bin/true"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    counts = parse_callgrind(out.read_text())
+    assert sum(sum(c.values()) for c in counts.values()) > 0
+
+
+@pytest.mark.parametrize(
+    ("mnemonic", "operands", "expected"),
+    [
+        ("addsd", "%xmm1,%xmm0", (Precision.FLOAT64, 1)),
+        ("mulps", "%xmm1,%xmm0", (Precision.FLOAT32, 4)),
+        ("vaddpd", "%ymm1,%ymm2,%ymm3", (Precision.FLOAT64, 4)),
+        ("vfmadd231ps", "(%rsi,%rax,4),%ymm0,%ymm12", (Precision.FLOAT32, 16)),
+        ("vfmadd231pd", "%zmm1,%zmm2,%zmm3{%k1}", (Precision.FLOAT64, 16)),
+        ("vfnmadd213sd", "%xmm1,%xmm2,%xmm3", (Precision.FLOAT64, 2)),
+        ("sqrtsd", "%xmm1,%xmm0", (Precision.FLOAT64, 1)),
+        ("vrcp14ps", "%zmm1,%zmm2", (Precision.FLOAT32, 16)),
+        ("addsubpd", "%xmm1,%xmm0", (Precision.FLOAT64, 2)),
+        ("movsd", "(%rax),%xmm0", None),
+        ("vpaddd", "%ymm1,%ymm2,%ymm3", None),
+        ("vpminsd", "%ymm1,%ymm2,%ymm3", None),
+        ("cvtsi2sd", "%eax,%xmm0", None),
+        ("ucomisd", "%xmm1,%xmm0", None),
+        ("addq", "$0x8,%rax", None),
+    ],
+)
+def test_classify(mnemonic: str, operands: str, expected: tuple[Precision, int] | None) -> None:
+    assert classify(mnemonic, operands) == expected
+
+
+@given(
+    op=st.sampled_from(["add", "sub", "mul", "div", "min", "max"]),
+    suffix=st.sampled_from(["ps", "pd"]),
+    reg=st.sampled_from([("xmm", 128), ("ymm", 256), ("zmm", 512)]),
+    fma=st.booleans(),
+)
+def test_packed_flops_are_lanes_times_fma_factor(
+    op: str, suffix: str, reg: tuple[str, int], fma: bool
+) -> None:
+    name = f"vfmadd231{suffix}" if fma else f"v{op}{suffix}"
+    got = classify(name, f"%{reg[0]}1,%{reg[0]}2,%{reg[0]}3")
+    lanes = reg[1] // (64 if suffix == "pd" else 32)
+    assert got is not None and got[1] == lanes * (2 if fma else 1)
+    assert got[0] is (Precision.FLOAT64 if suffix == "pd" else Precision.FLOAT32)

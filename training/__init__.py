@@ -1,0 +1,1 @@
+"""Training study: data, models, optimizers, schedules and losses for large-batch training."""

@@ -1,0 +1,28 @@
+"""Optimizers for large-batch training, one per module, all reachable through a registry.
+
+Importing this package registers the built-in presets: ``sgd``, ``nesterov``, ``lars``, ``lamb``.
+"""
+
+from training.optim.groups import param_groups
+from training.optim.lamb import LAMB
+from training.optim.lars import LARS
+from training.optim.registry import (
+    OPTIMIZERS,
+    OptimizerInfo,
+    build_optimizer,
+    get_optimizer_info,
+    register_optimizer,
+)
+from training.optim.sgd import SGD
+
+__all__ = [
+    "LAMB",
+    "LARS",
+    "OPTIMIZERS",
+    "SGD",
+    "OptimizerInfo",
+    "build_optimizer",
+    "get_optimizer_info",
+    "param_groups",
+    "register_optimizer",
+]

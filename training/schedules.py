@@ -1,0 +1,330 @@
+"""Learning-rate schedules for large-batch training, as pure functions of a frozen config.
+
+The learning rate at (fractional) epoch ``e`` is ``warmup`` then ``decay`` of a peak rate that
+follows the batch size:
+
+* scaling: ``peak = base_lr * k`` (linear; Krizhevsky 2014, arXiv:1404.5997; Goyal et al. 2017,
+  arXiv:1706.02677) or ``base_lr * sqrt(k)`` (square root; Hoffer et al. 2017,
+  arXiv:1705.08741), with ``k = batch_size / base_batch_size``;
+* warmup: linear from ``warmup_start_lr`` to ``peak`` over ``W`` epochs ("gradual warmup",
+  Goyal et al. §2.2, which starts at ``base_lr``). Under LEGW (You et al. 2019, "Large-batch
+  training for LSTM and beyond", arXiv:1901.08256) ``W = warmup_epochs * k``: the warmup
+  length grows linearly with the batch-size multiple, paired with square-root scaling;
+* decay after warmup over the remaining ``T - W`` epochs: polynomial
+  ``end + (peak - end) (1 - p)^power`` (power 2 as in the LARS/LAMB work) or cosine
+  ``end + (peak - end) (1 + cos(pi p)) / 2`` (Loshchilov & Hutter 2017, arXiv:1608.03983),
+  with ``p`` the fraction of the decay phase done.
+
+Batch-size control (:class:`BatchSizeControl`) grows the global batch during training
+(Smith et al. 2018, arXiv:1711.00489; Mikami et al. 2018, arXiv:1811.05233) and multiplies the
+learning rate by the same scaling rule.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+
+class LRScaling(Enum):
+    """How the peak learning rate follows the batch-size multiple ``k``."""
+
+    NONE = "none"
+    LINEAR = "linear"
+    SQRT = "sqrt"
+
+    def factor(self, k: float) -> float:
+        """The multiplier for batch-size ratio ``k``."""
+        if self is LRScaling.LINEAR:
+            return k
+        if self is LRScaling.SQRT:
+            return math.sqrt(k)
+        return 1.0
+
+
+class WarmupRule(Enum):
+    """How long warmup lasts as the batch grows."""
+
+    FIXED = "fixed"  # warmup_epochs as given
+    LEGW = "legw"  # warmup_epochs * k (You et al. 2019)
+
+
+class Decay(Enum):
+    """Shape of the learning rate after warmup."""
+
+    CONSTANT = "constant"
+    POLYNOMIAL = "polynomial"
+    COSINE = "cosine"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LRSchedule:
+    """A learning-rate schedule; :meth:`lr` and :meth:`lr_at_epoch` are pure functions of it.
+
+    Attributes:
+        base_lr: learning rate tuned at ``base_batch_size``.
+        base_batch_size: reference global batch size ``B0``.
+        batch_size: global batch size ``B`` of this run.
+        steps_per_epoch: optimizer steps per epoch at ``batch_size`` (for :meth:`lr`).
+        total_epochs: training length ``T``.
+        scaling: peak-rate rule.
+        warmup_epochs: warmup length; under ``WarmupRule.LEGW`` the length at ``B0``.
+        warmup_rule: fixed or LEGW warmup length.
+        warmup_start_lr: learning rate at epoch 0 (Goyal et al. use ``base_lr``).
+        decay: decay shape after warmup.
+        power: exponent of polynomial decay.
+        end_lr: learning rate at ``total_epochs``.
+    """
+
+    base_lr: float
+    base_batch_size: int
+    batch_size: int
+    steps_per_epoch: int
+    total_epochs: float
+    scaling: LRScaling = LRScaling.LINEAR
+    warmup_epochs: float = 0.0
+    warmup_rule: WarmupRule = WarmupRule.FIXED
+    warmup_start_lr: float = 0.0
+    decay: Decay = Decay.POLYNOMIAL
+    power: float = 2.0
+    end_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.base_batch_size <= 0 or self.batch_size <= 0 or self.steps_per_epoch <= 0:
+            raise ValueError(
+                f"base_batch_size={self.base_batch_size}, batch_size={self.batch_size}, "
+                f"steps_per_epoch={self.steps_per_epoch}: must be positive"
+            )
+        if self.base_lr < 0 or self.end_lr < 0 or self.warmup_start_lr < 0:
+            raise ValueError(
+                f"base_lr={self.base_lr}, end_lr={self.end_lr}, "
+                f"warmup_start_lr={self.warmup_start_lr}: must be >= 0"
+            )
+        if self.total_epochs <= 0 or self.warmup_epochs < 0 or self.power <= 0:
+            raise ValueError(
+                f"total_epochs={self.total_epochs}, warmup_epochs={self.warmup_epochs}, "
+                f"power={self.power}: need total > 0, warmup >= 0, power > 0"
+            )
+        if self.warmup_length > self.total_epochs:
+            raise ValueError(
+                f"warmup of {self.warmup_length:g} epochs (batch multiple k={self.k:g}) "
+                f"exceeds total_epochs={self.total_epochs:g}"
+            )
+
+    @property
+    def k(self) -> float:
+        """Batch-size multiple ``B / B0``."""
+        return self.batch_size / self.base_batch_size
+
+    @property
+    def peak_lr(self) -> float:
+        """Learning rate at the end of warmup: ``base_lr`` scaled by the rule."""
+        return self.base_lr * self.scaling.factor(self.k)
+
+    @property
+    def warmup_length(self) -> float:
+        """Warmup length in epochs after applying the warmup rule."""
+        if self.warmup_rule is WarmupRule.LEGW:
+            return self.warmup_epochs * self.k
+        return self.warmup_epochs
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps in the whole run (rounded up)."""
+        return math.ceil(self.total_epochs * self.steps_per_epoch)
+
+    def lr_at_epoch(self, epoch: float) -> float:
+        """Learning rate at fractional ``epoch`` (clamped to ``[0, total_epochs]``)."""
+        e = min(max(epoch, 0.0), self.total_epochs)
+        peak, warm = self.peak_lr, self.warmup_length
+        if e < warm:
+            return self.warmup_start_lr + (peak - self.warmup_start_lr) * (e / warm)
+        if self.decay is Decay.CONSTANT:
+            return peak
+        span = self.total_epochs - warm
+        p = 1.0 if span <= 0 else (e - warm) / span
+        if self.decay is Decay.POLYNOMIAL:
+            return self.end_lr + (peak - self.end_lr) * (1.0 - p) ** self.power
+        return self.end_lr + (peak - self.end_lr) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+    def lr(self, step: int) -> float:
+        """Learning rate at optimizer step ``step`` (0-based), i.e. at epoch ``step / S``."""
+        return self.lr_at_epoch(step / self.steps_per_epoch)
+
+
+def goyal_schedule(
+    *,
+    base_lr: float,
+    base_batch_size: int,
+    batch_size: int,
+    steps_per_epoch: int,
+    total_epochs: float,
+    warmup_epochs: float = 5.0,
+    decay: Decay = Decay.POLYNOMIAL,
+    power: float = 2.0,
+) -> LRSchedule:
+    """Linear scaling with gradual warmup from ``base_lr`` over 5 epochs (Goyal et al. §2).
+
+    Goyal et al. decay in steps; here the decay shape is a parameter so that runs differ only
+    in the rule under study.
+
+    Returns:
+        The schedule.
+
+    Raises:
+        ValueError: as :class:`LRSchedule`.
+    """
+    return LRSchedule(
+        base_lr=base_lr,
+        base_batch_size=base_batch_size,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        total_epochs=total_epochs,
+        scaling=LRScaling.LINEAR,
+        warmup_epochs=warmup_epochs,
+        warmup_start_lr=base_lr,
+        decay=decay,
+        power=power,
+    )
+
+
+def legw_schedule(
+    *,
+    base_lr: float,
+    base_batch_size: int,
+    batch_size: int,
+    steps_per_epoch: int,
+    total_epochs: float,
+    base_warmup_epochs: float,
+    decay: Decay = Decay.POLYNOMIAL,
+    power: float = 2.0,
+) -> LRSchedule:
+    """LEGW: square-root scaling, warmup from 0 lasting ``base_warmup_epochs * k`` epochs.
+
+    Returns:
+        The schedule.
+
+    Raises:
+        ValueError: as :class:`LRSchedule`, e.g. when the scaled warmup exceeds the run.
+    """
+    return LRSchedule(
+        base_lr=base_lr,
+        base_batch_size=base_batch_size,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        total_epochs=total_epochs,
+        scaling=LRScaling.SQRT,
+        warmup_epochs=base_warmup_epochs,
+        warmup_rule=WarmupRule.LEGW,
+        decay=decay,
+        power=power,
+    )
+
+
+def lr_lambda(schedule: LRSchedule) -> Callable[[int], float]:
+    """Multiplier of ``peak_lr`` at each step, in the form ``LambdaLR`` expects.
+
+    Raises:
+        ValueError: if the peak learning rate is zero (no multiplier reproduces it).
+    """
+    peak = schedule.peak_lr
+    if peak <= 0:
+        raise ValueError("peak_lr=0: LambdaLR multiplies the peak, so it must be positive")
+    return lambda step: schedule.lr(step) / peak
+
+
+def as_lambda_lr(optimizer: torch.optim.Optimizer, schedule: LRSchedule) -> LambdaLR:
+    """Drive ``optimizer`` with ``schedule`` through ``torch.optim.lr_scheduler.LambdaLR``.
+
+    Every group's base learning rate is set to ``schedule.peak_lr``; after construction the
+    groups hold ``schedule.lr(0)`` and each ``scheduler.step()`` advances one optimizer step.
+
+    Returns:
+        The scheduler.
+
+    Raises:
+        ValueError: if the peak learning rate is zero.
+    """
+    factor = lr_lambda(schedule)
+    for group in optimizer.param_groups:
+        group["lr"] = schedule.peak_lr
+        group["initial_lr"] = schedule.peak_lr
+    return LambdaLR(optimizer, factor)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSizeSchedule:
+    """Global batch size per epoch: ``initial * factor**(milestones passed)``, capped.
+
+    Attributes:
+        initial: global batch size at epoch 0.
+        milestones: epochs at whose start the batch size is multiplied (increasing).
+        factor: growth per milestone.
+        maximum: cap on the batch size (None: none).
+    """
+
+    initial: int
+    milestones: tuple[int, ...] = ()
+    factor: int = 2
+    maximum: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.initial <= 0 or self.factor < 1:
+            raise ValueError(f"initial={self.initial}, factor={self.factor}: need >0 and >=1")
+        if list(self.milestones) != sorted(set(self.milestones)) or any(
+            m <= 0 for m in self.milestones
+        ):
+            raise ValueError(f"milestones={self.milestones}: must be increasing positive epochs")
+        if self.maximum is not None and self.maximum < self.initial:
+            raise ValueError(f"maximum={self.maximum} < initial={self.initial}")
+
+    def batch_size(self, epoch: int) -> int:
+        """Global batch size during ``epoch``."""
+        size = self.initial * self.factor ** bisect.bisect_right(self.milestones, epoch)
+        return size if self.maximum is None else min(size, self.maximum)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSizeControl:
+    """A learning-rate schedule whose peak follows a growing batch size.
+
+    The warmup/decay shape is that of ``lr`` (at the initial batch size); the rate is further
+    multiplied by ``lr.scaling.factor(B(epoch) / B(0))``, so a doubling of the batch doubles
+    the rate under linear scaling and multiplies it by sqrt(2) under square-root scaling.
+
+    Attributes:
+        lr: schedule at the initial batch size (``lr.batch_size == batch.initial``).
+        batch: the batch-size schedule.
+
+    Raises:
+        ValueError: if the two disagree on the initial batch size.
+    """
+
+    lr: LRSchedule
+    batch: BatchSizeSchedule
+
+    def __post_init__(self) -> None:
+        if self.lr.batch_size != self.batch.initial:
+            raise ValueError(
+                f"lr.batch_size={self.lr.batch_size} != batch.initial={self.batch.initial}"
+            )
+
+    def batch_size(self, epoch: int) -> int:
+        """Global batch size during ``epoch``."""
+        return self.batch.batch_size(epoch)
+
+    def lr_at_epoch(self, epoch: float) -> float:
+        """Learning rate at fractional ``epoch`` (e.g. ``epoch + step / steps_this_epoch``)."""
+        growth = self.batch.batch_size(math.floor(epoch)) / self.batch.initial
+        return self.lr.lr_at_epoch(epoch) * self.lr.scaling.factor(growth)
+
+    def steps_in_epoch(self, epoch: int, dataset_size: int, *, drop_last: bool = False) -> int:
+        """Optimizer steps in ``epoch`` for a dataset of ``dataset_size`` examples."""
+        size = self.batch_size(epoch)
+        return dataset_size // size if drop_last else math.ceil(dataset_size / size)
