@@ -185,7 +185,7 @@ def get_backend() -> str:
     return str(value)
 
 
-class kernel_backend:  # noqa: N801 - used like a function: `with kernel_backend("eager"):`
+class kernel_backend:
     """Context manager (thread-local) choosing the kernel backend.
 
     Args:
@@ -241,7 +241,11 @@ def _compiled_kernel(carrier: Carrier, mode: RoundingMode, device_type: str) -> 
 
 
 def run(
-    bits: torch.Tensor, params: torch.Tensor, key: torch.Tensor, carrier: Carrier, mode: RoundingMode
+    bits: torch.Tensor,
+    params: torch.Tensor,
+    key: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
 ) -> torch.Tensor:
     """Round 1-D contiguous carrier bits with the chosen backend."""
     backend = get_backend()

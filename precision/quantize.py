@@ -79,9 +79,13 @@ def quantize(
     if isinstance(x, np.ndarray):
         if x.dtype not in _NP_DTYPES:
             raise TypeError(f"quantize: NumPy dtype {x.dtype} unsupported; use float16/32/64")
-        return quantize(torch.from_numpy(np.ascontiguousarray(x)), fmt, mode, generator=generator).numpy()
+        return quantize(
+            torch.from_numpy(np.ascontiguousarray(x)), fmt, mode, generator=generator
+        ).numpy()
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"quantize: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+        raise TypeError(
+            f"quantize: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}"
+        )
     dtype_name = _DTYPE_NAMES.get(x.dtype)
     if dtype_name is None:
         raise TypeError(
@@ -124,7 +128,9 @@ def _needs_f64(fmt: FloatFormat | FixedFormat) -> bool:
     return isinstance(fmt, FloatFormat) and fmt.emin < K.F32_EMIN
 
 
-def _key(mode: RoundingMode, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def _key(
+    mode: RoundingMode, generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
     if mode is not RoundingMode.STOCHASTIC:
         return _zero_key(device)
     key = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, generator=generator)
@@ -168,8 +174,12 @@ def kernel_params(fmt: FloatFormat | FixedFormat, mode: RoundingMode, c: K.Carri
     p[K.MAX_BITS] = mx
     if fmt.overflow is Overflow.INF:
         # IEEE 754 7.4: directed modes that round toward the finite side give max finite.
-        p[K.OVER_POS] = mx if mode in (RoundingMode.TOWARD_ZERO, RoundingMode.TOWARD_NEGATIVE) else inf
-        p[K.OVER_NEG] = mx if mode in (RoundingMode.TOWARD_ZERO, RoundingMode.TOWARD_POSITIVE) else inf
+        p[K.OVER_POS] = (
+            mx if mode in (RoundingMode.TOWARD_ZERO, RoundingMode.TOWARD_NEGATIVE) else inf
+        )
+        p[K.OVER_NEG] = (
+            mx if mode in (RoundingMode.TOWARD_ZERO, RoundingMode.TOWARD_POSITIVE) else inf
+        )
         p[K.INF_POS] = p[K.INF_NEG] = inf
     else:
         v = mx if fmt.overflow is Overflow.SATURATE else nan

@@ -6,8 +6,10 @@ library code passes format objects.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
+from typing import TypeVar
 
 from precision.formats import BlockFormat, FixedFormat, FloatFormat, Format
 from precision.rounding import Overflow, Specials
@@ -16,7 +18,10 @@ _REGISTRY: dict[str, Format] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def register(fmt: Format, *aliases: str) -> Format:
+FormatT = TypeVar("FormatT", FloatFormat, FixedFormat, BlockFormat)
+
+
+def register(fmt: FormatT, *aliases: str) -> FormatT:
     """Add a named format; its ``name`` is the canonical spelling.
 
     Raises:
@@ -65,14 +70,18 @@ FLOAT8_E8M0 = register(
 _SAT = {"overflow": Overflow.SATURATE}
 MXFP8_E4M3 = register(
     BlockFormat(
-        element=_f("float8_e4m3fn_sat", 4, 3, specials=Specials.FN, **_SAT), block_size=32,
-        scale=FLOAT8_E8M0, name="mxfp8_e4m3",
+        element=_f("float8_e4m3fn_sat", 4, 3, specials=Specials.FN, **_SAT),
+        block_size=32,
+        scale=FLOAT8_E8M0,
+        name="mxfp8_e4m3",
     ),
     "mxfp8",
 )
 MXFP8_E5M2 = register(
     BlockFormat(
-        element=_f("float8_e5m2_sat", 5, 2, **_SAT), block_size=32, scale=FLOAT8_E8M0,
+        element=_f("float8_e5m2_sat", 5, 2, **_SAT),
+        block_size=32,
+        scale=FLOAT8_E8M0,
         name="mxfp8_e5m2",
     )
 )
@@ -88,14 +97,18 @@ MXFP4 = register(
 )
 MXINT8 = register(
     BlockFormat(
-        element=FixedFormat(word_bits=8, fraction_bits=6), block_size=32, scale=FLOAT8_E8M0,
+        element=FixedFormat(word_bits=8, fraction_bits=6),
+        block_size=32,
+        scale=FLOAT8_E8M0,
         name="mxint8",
     )
 )
 NVFP4 = register(
     BlockFormat(
-        element=FLOAT4_E2M1FN, block_size=16,
-        scale=_f("float8_e4m3fn_sat", 4, 3, specials=Specials.FN, **_SAT), name="nvfp4",
+        element=FLOAT4_E2M1FN,
+        block_size=16,
+        scale=_f("float8_e4m3fn_sat", 4, 3, specials=Specials.FN, **_SAT),
+        name="nvfp4",
     )
 )
 
@@ -134,7 +147,7 @@ def parse(text: str | Format) -> Format:
             specials=Specials(mt["sp"]) if mt["sp"] else Specials.IEEE,
             overflow=ov[mt["ov"]],
         )
-        return FloatFormat(**{**_fields(fmt), "name": canonical_name(fmt)})
+        return dataclasses.replace(fmt, name=canonical_name(fmt))
     if mt := _FIXED_RE.match(key):
         return FixedFormat(
             word_bits=int(mt["w"]),
@@ -149,17 +162,6 @@ def parse(text: str | Format) -> Format:
         "`prec-study formats`), eXmY[fn|fnuz|finite][b<bias>][-nosub][-sat|-inf|-nan], "
         "fixed<W>.<F>[-wrap], or int<W>"
     )
-
-
-def _fields(fmt: FloatFormat) -> dict[str, object]:
-    return {
-        "exponent_bits": fmt.exponent_bits,
-        "mantissa_bits": fmt.mantissa_bits,
-        "bias": fmt.bias,
-        "subnormals": fmt.subnormals,
-        "specials": fmt.specials,
-        "overflow": fmt.overflow,
-    }
 
 
 def canonical_name(fmt: FloatFormat) -> str:

@@ -19,17 +19,26 @@ def main() -> None:
 
 
 @main.command("formats")
-@click.option("--bits", "show_bits", is_flag=True, help="Also show what --bits N means for N=3..32.")
+@click.option(
+    "--bits", "show_bits", is_flag=True, help="Also show what --bits N means for N=3..32."
+)
 def formats_cmd(show_bits: bool) -> None:
     """List the named formats with their range and precision."""
-    rows = [("name", "bits", "e", "m", "max finite", "min normal", "min subnormal", "eps", "aliases")]
+    rows: list[tuple[str, ...]] = [
+        ("name", "bits", "e", "m", "max finite", "min normal", "min subnormal", "eps", "aliases")
+    ]
     for f in formats():
         if isinstance(f, FloatFormat):
             rows.append(
                 (
-                    str(f), str(f.total_bits), str(f.exponent_bits), str(f.mantissa_bits),
-                    _fmt_num(f.max_finite), _fmt_num(f.smallest_normal),
-                    _fmt_num(f.smallest_subnormal), _fmt_num(f.epsilon),
+                    str(f),
+                    str(f.total_bits),
+                    str(f.exponent_bits),
+                    str(f.mantissa_bits),
+                    _fmt_num(f.max_finite),
+                    _fmt_num(f.smallest_normal),
+                    _fmt_num(f.smallest_subnormal),
+                    _fmt_num(f.epsilon),
                     ", ".join(aliases_of(str(f))),
                 )
             )
@@ -38,21 +47,47 @@ def formats_cmd(show_bits: bool) -> None:
             el_max = el.max_finite if isinstance(el, FloatFormat) else el.max_value
             rows.append(
                 (
-                    str(f), f"{f.total_bits:g}", "-", "-", f"{_fmt_num(el_max)} x scale",
-                    "-", "-", "-", f"block {f.block_size}, element {el}, scale {f.scale}",
+                    str(f),
+                    f"{f.total_bits:g}",
+                    "-",
+                    "-",
+                    f"{_fmt_num(el_max)} x scale",
+                    "-",
+                    "-",
+                    "-",
+                    f"block {f.block_size}, element {el}, scale {f.scale}",
                 )
             )
         elif isinstance(f, FixedFormat):
-            rows.append((str(f), str(f.word_bits), "-", "-", _fmt_num(f.max_value), "-", "-",
-                         _fmt_num(f.resolution), ""))
+            rows.append(
+                (
+                    str(f),
+                    str(f.word_bits),
+                    "-",
+                    "-",
+                    _fmt_num(f.max_value),
+                    "-",
+                    "-",
+                    _fmt_num(f.resolution),
+                    "",
+                )
+            )
     _table(rows)
     if show_bits:
         click.echo("")
         rows = [("--bits", "format", "e", "m", "max finite", "eps")]
         for n in range(3, 33):
             f = FloatFormat.from_bits(n)
-            rows.append((str(n), str(f), str(f.exponent_bits), str(f.mantissa_bits),
-                         _fmt_num(f.max_finite), _fmt_num(f.epsilon)))
+            rows.append(
+                (
+                    str(n),
+                    str(f),
+                    str(f.exponent_bits),
+                    str(f.mantissa_bits),
+                    _fmt_num(f.max_finite),
+                    _fmt_num(f.epsilon),
+                )
+            )
         _table(rows)
 
 

@@ -6,7 +6,8 @@ import math
 from fractions import Fraction
 
 from precision.formats import FixedFormat, FixedOverflow, FloatFormat
-from precision.rounding import Overflow, RoundingMode as R
+from precision.rounding import Overflow
+from precision.rounding import RoundingMode as R
 
 NAN = float("nan")
 
@@ -21,7 +22,11 @@ def neighbours(v: Fraction, fmt: FloatFormat) -> tuple[Fraction, Fraction]:
     if Fraction(2) ** e > a:
         e -= 1
     if e < fmt.emin:
-        step = Fraction(2) ** (fmt.emin - fmt.mantissa_bits) if fmt.subnormals else Fraction(2) ** fmt.emin
+        step = (
+            Fraction(2) ** (fmt.emin - fmt.mantissa_bits)
+            if fmt.subnormals
+            else Fraction(2) ** fmt.emin
+        )
     else:
         step = Fraction(2) ** (e - fmt.mantissa_bits)
     lo = (a // step) * step
@@ -103,7 +108,13 @@ def round_fixed(x: float, fmt: FixedFormat, mode: R) -> float:
     elif mode is R.NEAREST_EVEN:
         k = fl if frac < Fraction(1, 2) else fl + 1 if frac > Fraction(1, 2) else fl + (fl % 2)
     elif mode is R.NEAREST_AWAY:
-        k = fl if frac < Fraction(1, 2) else fl + 1 if frac > Fraction(1, 2) else (fl + 1 if v > 0 else fl)
+        k = (
+            fl
+            if frac < Fraction(1, 2)
+            else fl + 1
+            if frac > Fraction(1, 2)
+            else (fl + 1 if v > 0 else fl)
+        )
     elif mode is R.TOWARD_ZERO:
         k = fl if v > 0 else fl + 1
     elif mode is R.TOWARD_POSITIVE:

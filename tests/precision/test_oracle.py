@@ -16,8 +16,17 @@ from precision.registry import formats, parse
 
 DETERMINISTIC = [m for m in RoundingMode if m is not RoundingMode.STOCHASTIC]
 EXTRA = [
-    "e3m0", "e2m0", "e4m1", "e5m3-nosub", "e8m3b130", "e6m5fn", "e3m2finite", "e5m2-sat",
-    "e4m3fn-sat", "e5m10-nosub", "e8m0-nosub",
+    "e3m0",
+    "e2m0",
+    "e4m1",
+    "e5m3-nosub",
+    "e8m3b130",
+    "e6m5fn",
+    "e3m2finite",
+    "e5m2-sat",
+    "e4m3fn-sat",
+    "e5m10-nosub",
+    "e8m0-nosub",
 ]
 WIDE = ["e11m30", "e11m40", "e11m51", "e9m25", "e10m20-nosub", "e10m24b600-sat"]
 FLOATS_32 = [f for f in formats() if isinstance(f, FloatFormat) and f.carrier == "float32"]
@@ -46,20 +55,31 @@ def test_float32_carrier_formats(fmt: FloatFormat, mode: RoundingMode, backend: 
 
 
 @pytest.mark.parametrize("mode", DETERMINISTIC, ids=lambda m: m.value)
-@pytest.mark.parametrize("name", WIDE + ["bfloat16", "float16", "e3m0", "float32"])
+@pytest.mark.parametrize("name", [*WIDE, "bfloat16", "float16", "e3m0", "float32"])
 def test_float64_inputs(name: str, mode: RoundingMode, backend: str) -> None:
     fmt = parse(name)
     assert isinstance(fmt, FloatFormat)
     x = np.concatenate(
         [
-            random_values(1500, fmt.emin_subnormal - 3, min(fmt.emax + 2, 1023), seed=4, dtype=np.float64),
+            random_values(
+                1500, fmt.emin_subnormal - 3, min(fmt.emax + 2, 1023), seed=4, dtype=np.float64
+            ),
             boundary_values(fmt, np.dtype(np.float64)),
         ]
     )
     _check(x, quantize(x, fmt, mode), _oracle(x, fmt, mode))
 
 
-FIXED = ["fixed8.4", "fixed8.0", "ufixed8.8", "fixed16.12-wrap", "ufixed4.2-wrap", "fixed24.20", "fixed12.-3", "int8"]
+FIXED = [
+    "fixed8.4",
+    "fixed8.0",
+    "ufixed8.8",
+    "fixed16.12-wrap",
+    "ufixed4.2-wrap",
+    "fixed24.20",
+    "fixed12.-3",
+    "int8",
+]
 
 
 @pytest.mark.parametrize("mode", DETERMINISTIC, ids=lambda m: m.value)

@@ -36,7 +36,9 @@ def _same_bits(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     return (got.view(ib) == want.view(ib)) | (np.isnan(got) & np.isnan(want))
 
 
-def _report(x: np.ndarray, got: np.ndarray, want: np.ndarray, valid: np.ndarray | None = None) -> str:
+def _report(
+    x: np.ndarray, got: np.ndarray, want: np.ndarray, valid: np.ndarray | None = None
+) -> str:
     bad = ~_same_bits(got, want) if valid is None else ~_same_bits(got, want) & valid
     bad = np.nonzero(bad)[0][:5]
     return f"x={x[bad].tolist()} got={got[bad].tolist()} want={want[bad].tolist()}"
@@ -57,7 +59,9 @@ def _ml_reference(x: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarr
     return ref, valid
 
 
-@pytest.mark.parametrize("fmt", [f for f in FLOAT_FORMATS if f.name in ML_NAMES or f.name in NATIVE], ids=str)
+@pytest.mark.parametrize(
+    "fmt", [f for f in FLOAT_FORMATS if f.name in ML_NAMES or f.name in NATIVE], ids=str
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_matches_ml_dtypes_nearest_even(fmt: FloatFormat, dtype: type, backend: str) -> None:
     if fmt.name == "float64" and dtype is np.float32:
@@ -68,7 +72,10 @@ def test_matches_ml_dtypes_nearest_even(fmt: FloatFormat, dtype: type, backend: 
             "test_oracle checks float64 inputs against exact rational rounding instead"
         )
     x = np.concatenate(
-        [random_values(40_000, fmt.emin_subnormal - 3, fmt.emax + 3, seed=1, dtype=dtype), boundary_values(fmt, np.dtype(dtype))]
+        [
+            random_values(40_000, fmt.emin_subnormal - 3, fmt.emax + 3, seed=1, dtype=dtype),
+            boundary_values(fmt, np.dtype(dtype)),
+        ]
     )
     ref, valid = _ml_reference(x, fmt)
     got = quantize(x, fmt)
@@ -90,7 +97,14 @@ TORCH_CASTS = [
 def test_matches_torch_native_cast(name: str, dtype: torch.dtype, backend: str) -> None:
     fmt = parse(name)
     assert isinstance(fmt, FloatFormat)
-    x = as_torch(np.concatenate([random_values(200_000, fmt.emin_subnormal - 3, fmt.emax + 3, seed=2), boundary_values(fmt)]))
+    x = as_torch(
+        np.concatenate(
+            [
+                random_values(200_000, fmt.emin_subnormal - 3, fmt.emax + 3, seed=2),
+                boundary_values(fmt),
+            ]
+        )
+    )
     want = x.to(dtype).float()
     got = quantize(x, fmt)
     same = (got.view(torch.int32) == want.view(torch.int32)) | (got.isnan() & want.isnan())
@@ -102,7 +116,9 @@ def test_torch_e4m3fn_saturating_policy_parsed() -> None:
     assert isinstance(fmt, FloatFormat) and fmt.overflow is Overflow.SATURATE
 
 
-@pytest.mark.parametrize(("name", "dtype"), [("bfloat16", torch.bfloat16), ("float16", torch.float16)])
+@pytest.mark.parametrize(
+    ("name", "dtype"), [("bfloat16", torch.bfloat16), ("float16", torch.float16)]
+)
 def test_half_inputs_round_trip(name: str, dtype: torch.dtype) -> None:
     """float16/bfloat16 tensors go through the float32 carrier and come back exact."""
     x = torch.randn(10_000).to(dtype) * 100
