@@ -85,6 +85,7 @@ DROP, EMIN_FIELD, SUBNORMALS, Q_BITS, MAX_BITS, OVER_POS, OVER_NEG, INF_POS, INF
 SIGNED_ZERO = 9
 N_PARAMS = 10
 
+_NEEDS_STICKY = (RoundingMode.TOWARD_POSITIVE, RoundingMode.TOWARD_NEGATIVE, RoundingMode.STOCHASTIC)
 _M32 = 0xFFFFFFFF
 _HASH_MUL = 0x45D9F3B
 
@@ -130,11 +131,15 @@ def round_bits(
     # (gradual underflow); without subnormals the region under it is a single step.
     d = p[DROP] + below + torch.where(in_sub, (1 - p[SUBNORMALS]) * m, 0)
     dd = torch.clamp(d, max=carrier.dmax)
-    k = torch.clamp(d - carrier.dmax, min=0, max=carrier.dmax)
     s = (a & ((1 << P) - 1)) | ((ef > 0).to(a.dtype) << P)
     one = torch.ones_like(a)  # a tensor, not a Python int, on the left of `<<`: codegen
     # would otherwise shift a 32-bit literal
-    s = (s >> k) | ((s & ((one << k) - 1)) != 0).to(s.dtype)  # sticky bit for tiny values
+    if mode in _NEEDS_STICKY:
+        # Values more than dmax bits under the smallest step: shift them into range and keep
+        # a sticky bit, so "any nonzero part rounds away" and stochastic odds survive.
+        # Nearest and toward-zero give 0 there without it.
+        k = torch.clamp(d - carrier.dmax, min=0, max=carrier.dmax)
+        s = (s >> k) | ((s & ((one << k) - 1)) != 0).to(s.dtype)
     mask = (one << dd) - 1
     if mode is RoundingMode.NEAREST_EVEN:
         # With no mantissa bits every normal significand is 1 (odd), so "even" cannot pick
