@@ -27,6 +27,8 @@ class FloatFormat:
         bias: exponent bias; None means IEEE's ``2**(exponent_bits-1) - 1``.
         subnormals: gradual underflow; when False, values below the smallest normal round
             to zero or to the smallest normal (the representable set has nothing between).
+        signed: False for formats without a sign bit (the e8m0 scale of MX formats);
+            negative inputs then quantize to NaN.
         specials: which bit patterns are reserved (see :class:`Specials`).
         overflow: what finite overflow gives; None picks the natural policy of ``specials``
             (INF for IEEE, NAN for FN/FNUZ, SATURATE for FINITE).
@@ -43,6 +45,7 @@ class FloatFormat:
     subnormals: bool = True
     specials: Specials = Specials.IEEE
     overflow: Overflow | None = None
+    signed: bool = True
     name: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -93,7 +96,7 @@ class FloatFormat:
     @property
     def spelling(self) -> str:
         """Parseable spelling, e.g. ``e5m2``, ``e4m3fn``, ``e8m3b100-nosub-sat``."""
-        s = f"e{self.exponent_bits}m{self.mantissa_bits}"
+        s = f"{'' if self.signed else 'u'}e{self.exponent_bits}m{self.mantissa_bits}"
         if self.specials is not Specials.IEEE:
             s += self.specials.value
         if self.bias is not None and self.bias != self.ieee_bias:
@@ -176,8 +179,8 @@ class FloatFormat:
 
     @property
     def total_bits(self) -> int:
-        """Storage width: sign + exponent + mantissa."""
-        return 1 + self.exponent_bits + self.mantissa_bits
+        """Storage width: sign (if any) + exponent + mantissa."""
+        return int(self.signed) + self.exponent_bits + self.mantissa_bits
 
     @property
     def has_inf(self) -> bool:

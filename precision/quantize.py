@@ -119,6 +119,8 @@ def _round(
     y = bits.view(carrier.float_dtype)
     if isinstance(fmt, FixedFormat):
         y = _fixed_range(y, fmt)
+    elif not fmt.signed:
+        y = torch.where(flat < 0, torch.nan, y + 0.0)  # no sign bit: negatives are NaN, -0 is 0
     return y.view(x.shape).to(x.dtype)
 
 

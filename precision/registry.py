@@ -60,10 +60,13 @@ FLOAT6_E2M3FN = register(_f("float6_e2m3fn", 2, 3, specials=Specials.FINITE), "f
 FLOAT4_E2M1FN = register(
     _f("float4_e2m1fn", 2, 1, specials=Specials.FINITE), "fp4", "fp4_e2m1", "e2m1fn"
 )
-# Power-of-two scale of the MX formats. ml_dtypes' float8_e8m0fnu also gives code 0 the
-# value 2**-127; here code 0 is zero, so the scales span 2**-126..2**127.
+# Power-of-two scale of the MX formats (no sign bit). ml_dtypes' float8_e8m0fnu also gives
+# code 0 the value 2**-127 and has no zero; here code 0 is zero, so scales span
+# 2**-126..2**127.
 FLOAT8_E8M0 = register(
-    _f("float8_e8m0", 8, 0, specials=Specials.FN, subnormals=False), "e8m0", "float8_e8m0fnu"
+    _f("float8_e8m0", 8, 0, specials=Specials.FN, subnormals=False, signed=False),
+    "e8m0",
+    "float8_e8m0fnu",
 )
 
 # MX elements saturate: amax / scale lies in [2**emax, 2**(emax+1)), above max finite.
@@ -113,7 +116,7 @@ NVFP4 = register(
 )
 
 _FLOAT_RE = re.compile(
-    r"^e(?P<e>\d+)m(?P<m>\d+)(?P<sp>fnuz|fn|finite)?(?:b(?P<b>-?\d+))?"
+    r"^(?P<u>u?)e(?P<e>\d+)m(?P<m>\d+)(?P<sp>fnuz|fn|finite)?(?:b(?P<b>-?\d+))?"
     r"(?P<nosub>-nosub)?(?:-(?P<ov>inf|sat|nan))?$"
 )
 _FIXED_RE = re.compile(r"^(?P<u>u?)fixed(?P<w>\d+)\.(?P<f>-?\d+)(?P<wrap>-wrap)?$")
@@ -146,6 +149,7 @@ def parse(text: str | Format) -> Format:
             subnormals=mt["nosub"] is None,
             specials=Specials(mt["sp"]) if mt["sp"] else Specials.IEEE,
             overflow=ov[mt["ov"]],
+            signed=not mt["u"],
         )
         return dataclasses.replace(fmt, name=canonical_name(fmt))
     if mt := _FIXED_RE.match(key):

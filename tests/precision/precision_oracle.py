@@ -54,6 +54,10 @@ def round_float(x: float, fmt: FloatFormat, mode: R) -> float:
     """Correctly rounded value of x in fmt (deterministic modes)."""
     if math.isnan(x):
         return NAN
+    if not fmt.signed:
+        if x < 0:
+            return NAN
+        x = abs(x)  # -0.0 is 0.0
     neg = math.copysign(1.0, x) < 0
     mx = Fraction(fmt.max_finite)
     if math.isinf(x):

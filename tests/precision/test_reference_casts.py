@@ -53,9 +53,10 @@ def _ml_reference(x: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarr
     if fmt.specials.value == "finite":
         valid &= ~np.isnan(x)  # ml_dtypes turns NaN into -0.0; NaN stays NaN here
     if fmt.name == "float8_e8m0":
-        # unsigned and zero-less in ml_dtypes: compare positive values from 2**-126 up
-        # (ml_dtypes' float32 and float64 paths disagree on overflow: saturate vs NaN).
-        valid &= (x >= 2.0**-126) & (x < 2.0**127 * 1.5)
+        # zero-less in ml_dtypes (code 0 is 2**-127): compare negatives (NaN in both) and
+        # positives from 2**-126 up; ml_dtypes' float32 and float64 paths disagree on
+        # overflow (saturate vs NaN), so the top is left out too.
+        valid &= (x < 0) | ((x >= 2.0**-126) & (x < 2.0**127 * 1.5))
     return ref, valid
 
 
