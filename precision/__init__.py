@@ -7,21 +7,42 @@ tensor([1., 1., 4.])
 """
 
 from precision._kernel import kernel_backend
+from precision.autograd import (
+    Cast,
+    PrecisionPolicy,
+    Quantizer,
+    apply_policy,
+    quant_function,
+    quantizer,
+)
 from precision.formats import BlockFormat, FixedFormat, FixedOverflow, FloatFormat, Format
+from precision.optim import LowPrecisionOptimizer
 from precision.quantize import quantize
 from precision.registry import parse
 from precision.rounding import Overflow, RoundingMode, Specials
+from precision.scaling import LossScaler
+from precision.tensor import EmulatedTensor, emulate
 
 __all__ = [
     "BlockFormat",
+    "Cast",
+    "EmulatedTensor",
     "FixedFormat",
     "FixedOverflow",
     "FloatFormat",
     "Format",
+    "LossScaler",
+    "LowPrecisionOptimizer",
     "Overflow",
+    "PrecisionPolicy",
+    "Quantizer",
     "RoundingMode",
     "Specials",
+    "apply_policy",
+    "emulate",
     "kernel_backend",
     "parse",
+    "quant_function",
     "quantize",
+    "quantizer",
 ]

@@ -121,7 +121,19 @@ def _round(
         y = _fixed_range(y, fmt)
     elif not fmt.signed:
         y = torch.where(flat < 0, torch.nan, y + 0.0)  # no sign bit: negatives are NaN, -0 is 0
-    return y.view(x.shape).to(x.dtype)
+    return _owning(y.view(x.shape).to(x.dtype))
+
+
+def _owning(t: torch.Tensor) -> torch.Tensor:
+    """``t`` re-pointed at its own storage so it is not a view (no copy).
+
+    The result is a dtype view of the kernel's integer output; autograd forbids in-place
+    ops (``ReLU(inplace=True)``) on views returned from a custom Function, and nothing else
+    holds that buffer.
+    """
+    if t._base is None or torch.compiler.is_compiling():
+        return t
+    return t.new_empty(0).set_(t.untyped_storage(), t.storage_offset(), t.size(), t.stride())
 
 
 def _needs_f64(fmt: FloatFormat | FixedFormat) -> bool:
