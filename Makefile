@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/prec-study formats
+	$(VENV)/bin/prec-study run --bits 4
 
 test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q

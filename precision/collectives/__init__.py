@@ -1,0 +1,40 @@
+"""Low-precision gradient all-reduce on real torch.distributed process groups.
+
+Gradients are quantized with :func:`precision.quantize.quantize` (the one rounding core)
+and summed in an emulated format, optionally scaled per layer by Auto-Precision-Scaling
+(:mod:`precision.aps`). Two entry points:
+
+* :func:`all_reduce_gradients` averages ``.grad`` in place after ``backward()``;
+* :func:`lowp_allreduce_hook` is a DDP communication hook doing the same per bucket.
+
+:func:`reference_reduce` reproduces either in one process, bit for bit, for tests.
+Process groups should be created with an explicit timeout
+(:func:`init_process_group_with_timeout`); torch's default of 30 minutes turns a dead worker
+into a half-hour hang.
+"""
+
+from precision.aps import NonFiniteGradientError
+from precision.collectives.comm import init_process_group_with_timeout
+from precision.collectives.core import all_reduce_gradients, reduce_flat, reference_reduce
+from precision.collectives.ddp import lowp_allreduce_hook
+from precision.collectives.state import (
+    LayerStats,
+    LowPrecisionState,
+    NonFinitePolicy,
+    ReduceReport,
+    Reduction,
+)
+
+__all__ = [
+    "LayerStats",
+    "LowPrecisionState",
+    "NonFiniteGradientError",
+    "NonFinitePolicy",
+    "ReduceReport",
+    "Reduction",
+    "all_reduce_gradients",
+    "init_process_group_with_timeout",
+    "lowp_allreduce_hook",
+    "reduce_flat",
+    "reference_reduce",
+]
