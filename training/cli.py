@@ -2,10 +2,39 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
+from click.core import ParameterSource
 
 from precision.formats import BlockFormat, FixedFormat, FloatFormat
 from precision.registry import aliases_of, formats
+from precision.registry import parse as parse_format
+from precision.rounding import RoundingMode
+from training.config import (
+    DEFAULT_LRS,
+    REDUCTIONS,
+    ArmSpec,
+    Backend,
+    ConfigError,
+    Device,
+    RunConfig,
+    three_arms,
+)
+from training.data import DATASETS, DatasetError
+from training.distributed import WorkerError, is_primary_process
+from training.loop import Progress, run_study
+from training.models import MODELS
+from training.optim import OPTIMIZERS
+from training.records import RecordError
+from training.registry import Registry, UnknownNameError
+from training.report import table_rows, write_report
+from training.sweep import SWEEP_FILE, ApsModes, SweepSpec, run_sweep, sweep_dir, write_sweep_report
+
+T = TypeVar("T")
 
 
 def _fmt_num(v: float | None) -> str:
@@ -97,3 +126,348 @@ def _table(rows: list[tuple[str, ...]]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         if j == 0:
             click.echo("  ".join("-" * w for w in widths))
+
+
+# ---- training study ---------------------------------------------------------------------
+
+
+class StudyUsageError(click.ClickException):
+    """A setting the library rejected: a usage error (exit status 2), shown on one line."""
+
+    exit_code = 2
+
+
+def _names(registry: Registry[Any]) -> list[str]:
+    return list(registry.names())
+
+
+def _comma_list(
+    kind: Callable[[str], T],
+) -> Callable[[click.Context, click.Parameter, str | None], tuple[T, ...] | None]:
+    def convert(
+        ctx: click.Context, param: click.Parameter, value: str | None
+    ) -> tuple[T, ...] | None:
+        if value is None:
+            return None
+        try:
+            return tuple(kind(v.strip()) for v in value.split(",") if v.strip())
+        except ValueError as exc:
+            raise click.BadParameter(f"{value!r}: {exc}") from None
+
+    return convert
+
+
+def _rounding(ctx: click.Context, param: click.Parameter, value: str) -> RoundingMode:
+    try:
+        return RoundingMode.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _shared_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options common to ``run`` and ``sweep`` (everything an arm does not vary)."""
+    options = [
+        click.option("--dataset", type=click.Choice(_names(DATASETS)), default="digits", show_default=True),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Local copy of a file-based dataset (mnist, cifar10, ...)."),
+        click.option("--model", type=click.Choice(_names(MODELS)), default="mlp", show_default=True),
+        click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True),
+        click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="Data-parallel processes (ignored under torchrun)."),
+        click.option("--rounding", default="nearest", show_default=True, callback=_rounding,
+                     help="Rounding of the communicated gradients (nearest, stochastic, ...)."),
+        click.option("--reduction", type=click.Choice(list(REDUCTIONS)), default="carrier", show_default=True,
+                     help="carrier: quantize inputs and sum; rank/ring/torus: round every partial sum."),
+        click.option("--headroom", type=click.IntRange(min=0), default=None,
+                     help="APS headroom bits [default: ceil(log2 workers)]."),
+        click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True),
+        click.option("--warmup-epochs", type=click.FloatRange(min=0), default=1.0, show_default=True),
+        click.option("--legw", is_flag=True, help="LEGW: sqrt LR scaling, warmup grows with the batch."),
+        click.option("--base-batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+                     help="Batch size at which --lr applies (scaled linearly, sqrt under --legw)."),
+        click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True),
+        click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+                     show_default=True),
+        click.option("--device", type=click.Choice([d.value for d in Device]), default="auto", show_default=True),
+        click.option("--backend", type=click.Choice([b.value for b in Backend]), default="auto", show_default=True),
+        click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=60.0,
+                     show_default=True, help="Seconds a collective may wait before the run fails."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig(
+            arms=arms,
+            dataset=opts["dataset"],
+            data_dir=None if opts["data_dir"] is None else str(opts["data_dir"]),
+            model=opts["model"],
+            epochs=opts["epochs"],
+            workers=opts["workers"],
+            rounding=opts["rounding"],
+            reduction=opts["reduction"],
+            headroom=opts["headroom"],
+            label_smoothing=opts["label_smoothing"],
+            warmup_epochs=opts["warmup_epochs"],
+            legw=opts["legw"],
+            base_batch_size=opts["base_batch_size"],
+            weight_decay=opts["weight_decay"],
+            device=Device(opts["device"]),
+            backend=Backend(opts["backend"]),
+            timeout_s=opts["timeout_s"],
+        )
+    except ValueError as exc:
+        raise StudyUsageError(str(exc)) from None
+
+
+def _progress(event: Any) -> None:
+    if not isinstance(event, Progress):
+        return
+    if event.status == "epoch" and event.record is not None:
+        r = event.record
+        flushed = "" if r.flushed is None else f"  flushed {100 * r.flushed:5.1f}%"
+        ms = "" if event.step_time_s is None else f"  {1e3 * event.step_time_s:.1f} ms/step"
+        click.echo(
+            f"[{event.arm}] epoch {event.epoch}/{event.epochs}  loss {r.train_loss:.4f}  "
+            f"test acc {100 * r.test_acc:5.1f}%{flushed}{ms}",
+            err=True,
+        )
+    elif event.status == "start":
+        click.echo(f"[{event.arm}] training from epoch {event.epoch}", err=True)
+    elif event.status == "skip":
+        click.echo(f"[{event.arm}] already done ({event.epoch} epochs), skipped", err=True)
+    elif event.status in ("diverged", "partial"):
+        click.echo(f"[{event.arm}] {event.status} after {event.epoch} epochs", err=True)
+
+
+def _execute(run: Callable[[], T], run_dir: Path) -> T:
+    """Call the library; turn its failures into one-line messages."""
+    try:
+        return run()
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted; completed epochs are saved in {run_dir} "
+            f"(continue with --resume {run_dir})",
+            err=True,
+        )
+        raise SystemExit(130) from None
+    except WorkerError as exc:
+        raise click.ClickException(
+            f"{exc}; completed epochs are saved in {run_dir} (continue with --resume {run_dir})"
+        ) from None
+    except (ConfigError, DatasetError, RecordError, UnknownNameError) as exc:
+        raise StudyUsageError(str(exc)) from None
+    except ValueError as exc:  # e.g. device=cuda without a GPU, nccl on the CPU
+        raise StudyUsageError(str(exc)) from None
+
+
+@main.command("run")
+@click.option(
+    "--bits", type=int, default=None, help="Communication width: 4 is e3m0, 8 is e5m2 [default: 4]."
+)
+@click.option(
+    "--format", "fmt_name", default=None, help="Communication format by name (e.g. e4m3, e3m0)."
+)
+@click.option(
+    "--aps/--no-aps",
+    default=None,
+    help="Only this low-precision arm (plus float32); default: both arms.",
+)
+@click.option(
+    "--arms",
+    "arm_kinds",
+    default=None,
+    callback=_comma_list(str),
+    help="Comma list of float32, plain, aps [default: all three].",
+)
+@click.option(
+    "--optimizer", type=click.Choice(_names(OPTIMIZERS)), default="sgd", show_default=True
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Global batch size (all workers together).",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Base learning rate at --base-batch-size [default: per optimizer, 0.1 for sgd].",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Continue the run in RUN_DIR with its saved settings.",
+)
+@click.option(
+    "--stop-after-epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train each arm at most N more epochs now (continue later with --resume).",
+)
+@_shared_options
+@click.pass_context
+def run_cmd(ctx: click.Context, **opts: Any) -> None:
+    """Train float32 vs low-precision gradient communication, without and with APS.
+
+    With no options: an MLP on the bundled digits data, 2 workers, 4-bit (e3m0) gradients.
+    Writes config.json, metrics.csv, summary.md/csv and accuracy.png under
+    OUTPUT_DIR/<run-id>/.
+    """
+    if opts["resume_dir"] is not None:
+        explicit = [
+            p.name for p in ctx.command.params
+            if p.name not in ("resume_dir", "stop_after_epochs")
+            and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE
+        ]  # fmt: skip
+        if explicit:
+            raise click.UsageError(
+                f"--resume uses the settings saved in the run directory; drop --{explicit[0].replace('_', '-')}"
+            )
+        run_dir = opts["resume_dir"]
+        try:
+            cfg = RunConfig.load(run_dir / "config.json")
+        except ConfigError as exc:
+            raise StudyUsageError(str(exc)) from None
+    else:
+        cfg = _shared_config(_run_arms(opts), opts)
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.digest()[:6]}"
+        run_dir = opts["output_dir"] / run_id
+    if is_primary_process():
+        click.echo(
+            f"run {run_dir.name}: {len(cfg.arms)} arms, {cfg.model} on {cfg.dataset}", err=True
+        )
+    start = time.perf_counter()
+    _execute(
+        lambda: run_study(
+            cfg, run_dir, stop_after_epochs=opts["stop_after_epochs"], on_event=_progress
+        ),
+        run_dir,
+    )
+    if not is_primary_process():
+        return
+    summary = _execute(lambda: write_report(run_dir), run_dir)
+    _table(table_rows(summary))
+    click.echo(f"\nwall time {time.perf_counter() - start:.1f} s; results in {run_dir}")
+
+
+def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
+    if opts["bits"] is not None and opts["fmt_name"] is not None:
+        raise click.UsageError("give --bits or --format, not both")
+    try:
+        if opts["fmt_name"] is not None:
+            fmt = parse_format(opts["fmt_name"])
+            if not isinstance(fmt, FloatFormat):
+                raise ValueError(f"{opts['fmt_name']}: gradient communication needs a float format")
+        else:
+            fmt = FloatFormat.from_bits(4 if opts["bits"] is None else opts["bits"])
+    except ValueError as exc:
+        name = "--format" if opts["fmt_name"] is not None else "--bits"
+        raise click.BadParameter(str(exc), param_hint=name) from None
+    which: tuple[str, ...] = ("float32", "plain", "aps")
+    if opts["arm_kinds"] is not None:
+        if opts["aps"] is not None:
+            raise click.UsageError("give --arms or --aps/--no-aps, not both")
+        which = opts["arm_kinds"]
+    elif opts["aps"] is not None:
+        which = ("float32", "aps" if opts["aps"] else "plain")
+    lr = opts["lr"] if opts["lr"] is not None else DEFAULT_LRS.get(opts["optimizer"], (0.1,))[-1]
+    try:
+        return three_arms(
+            fmt,
+            batch_size=opts["batch_size"],
+            optimizer=opts["optimizer"],
+            lr=lr,
+            seed=opts["seed"],
+            which=which,
+        )
+    except ValueError as exc:
+        raise StudyUsageError(str(exc)) from None
+
+
+@main.command("sweep")
+@click.option(
+    "--bits",
+    "bits_list",
+    default="4,8,32",
+    show_default=True,
+    callback=_comma_list(int),
+    help="Comma list of widths; 32 is the float32 baseline.",
+)
+@click.option(
+    "--aps",
+    "aps_modes",
+    type=click.Choice([m.value for m in ApsModes]),
+    default="both",
+    show_default=True,
+)
+@click.option("--batch-sizes", default="64,256", show_default=True, callback=_comma_list(int))
+@click.option("--optimizers", default="sgd", show_default=True, callback=_comma_list(str))
+@click.option(
+    "--lrs",
+    default=None,
+    callback=_comma_list(float),
+    help="Base learning rates for every optimizer [default: 2 per optimizer].",
+)
+@click.option("--seeds", default="0", show_default=True, callback=_comma_list(int))
+@_shared_options
+def sweep_cmd(**opts: Any) -> None:
+    """Grid of bits x APS x batch size x optimizer x learning rate x seed (resumable).
+
+    Rerunning the same command continues it: finished cells are skipped.
+    """
+    for opt in opts["optimizers"]:
+        if opt not in OPTIMIZERS:
+            raise click.BadParameter(
+                f"unknown optimizer {opt!r}; choose from {', '.join(_names(OPTIMIZERS))}",
+                param_hint="--optimizers",
+            )
+    for b in opts["batch_sizes"]:
+        if b < 1:
+            raise click.BadParameter(
+                f"batch size {b}: must be positive", param_hint="--batch-sizes"
+            )
+    lrs = {} if opts["lrs"] is None else {o: opts["lrs"] for o in opts["optimizers"]}
+    try:
+        spec = SweepSpec(
+            bits=opts["bits_list"], aps=ApsModes(opts["aps_modes"]), batch_sizes=opts["batch_sizes"],
+            optimizers=opts["optimizers"], lrs=lrs, seeds=opts["seeds"],
+        )  # fmt: skip
+        placeholder = spec.arms()[:1]
+    except ValueError as exc:
+        raise StudyUsageError(str(exc)) from None
+    shared = _shared_config(placeholder, opts)
+    root = sweep_dir(opts["output_dir"], shared)
+    _shared_config(spec.arms(), opts)  # validates every cell (e.g. batch divisible by workers)
+    click.echo(f"sweep {root.name}: {len(spec.arms())} cells, {shared.workers} workers", err=True)
+    root, results = _execute(
+        lambda: run_sweep(spec, shared, opts["output_dir"], on_event=_progress), root
+    )
+    if not is_primary_process():
+        return
+    _table(table_rows(results))
+    click.echo(f"\nresults in {root}")
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report_cmd(run_dir: Path) -> None:
+    """Rebuild tables and plots of RUN_DIR from its saved records."""
+    if (run_dir / SWEEP_FILE).exists():
+        summary = _execute(lambda: write_sweep_report(run_dir), run_dir)
+    else:
+        summary = _execute(lambda: write_report(run_dir), run_dir)
+    _table(table_rows(summary))
+    click.echo(f"\ntables and plots rewritten in {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Cost of 4-bit APS gradient communication per training step, versus float32.
+
+Claim: with the carrier reduction, a data-parallel step with e3m0 + APS gradients takes at
+most 1.3x the float32 step. Trains float32 and e3m0+APS arms with the real loop
+(``training.loop.run_study``, 2 workers on the digits data) for each model and for the
+carrier and ring (ordered, rounding every partial sum) reductions, takes the median step time
+after the first epoch (which pays the quantization kernel's compilation), prints the ratios
+and writes results/benchmarks/train_step.csv atomically.
+
+Usage: python benchmarks/train_step.py [--models mlp,cnn] [--workers 2] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from precision.formats import FloatFormat
+from training.config import Device, RunConfig, three_arms
+from training.loop import run_study
+from training.report import write_csv
+
+OUT = Path("results/benchmarks/train_step.csv")
+TARGET = 1.3
+
+
+def median_step_ms(steps: tuple, first_epoch: int = 1) -> float:
+    """Median step time in ms, leaving out the warm-up epochs."""
+    times = [s.step_time_s for s in steps if s.epoch >= first_epoch]
+    return 1e3 * statistics.median(times)
+
+
+def measure(model: str, reduction: str, workers: int, epochs: int) -> dict[str, float]:
+    """Median step time (ms) of the float32 and e3m0+APS arms of one short study."""
+    arms = three_arms(
+        FloatFormat.from_bits(4), batch_size=64, optimizer="sgd", lr=0.1, seed=0,
+        which=("float32", "aps"),
+    )  # fmt: skip
+    cfg = RunConfig(
+        arms=arms, model=model, epochs=epochs, workers=workers, reduction=reduction,
+        device=Device.CPU,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        records = run_study(cfg, Path(tmp))
+    return {r.arm: median_step_ms(r.steps) for r in records}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    for model in args.models.split(","):
+        for reduction in ("carrier", "ring"):
+            ms = measure(model, reduction, args.workers, args.epochs)
+            ratio = ms["e3m0-aps"] / ms["float32"]
+            rows.append(
+                {
+                    "model": model,
+                    "reduction": reduction,
+                    "workers": args.workers,
+                    "float32_ms": ms["float32"],
+                    "e3m0_aps_ms": ms["e3m0-aps"],
+                    "ratio": ratio,
+                    "target": TARGET if reduction == "carrier" else None,
+                }
+            )
+            print(
+                f"{model:>5} {reduction:>7}: float32 {ms['float32']:.2f} ms/step, "
+                f"e3m0+APS {ms['e3m0-aps']:.2f} ms/step, ratio {ratio:.2f}x",
+                flush=True,
+            )
+    write_csv(OUT, pd.DataFrame(rows))
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

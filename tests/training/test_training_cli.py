@@ -1,0 +1,123 @@
+"""``prec-study`` end to end: options, outputs, failures (2 workers on synthetic data)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from training.cli import main
+from training.distributed import KILL_HOOK_ENV
+
+SMALL = ["--dataset", "synthetic", "--epochs", "2", "--batch-size", "64", "--lr", "0.1"]
+
+
+@pytest.fixture(autouse=True)
+def _eager_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Spawned workers inherit this: same bits as the compiled kernel, no compile time.
+    monkeypatch.setenv("PRECISION_KERNEL", "eager")
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(main, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "--bits", "0"], "bits=0"),
+        (["run", "--workers", "0"], "--workers"),
+        (["run", "--dataset", "nope"], "--dataset"),
+        (["run", "--model", "nope"], "--model"),
+        (["run", "--optimizer", "nope"], "--optimizer"),
+        (["run", "--rounding", "sideways"], "rounding"),
+        (["run", "--format", "e9z9"], "--format"),
+        (["run", "--bits", "4", "--format", "e4m3"], "not both"),
+        (["run", "--batch-size", "33"], "divisible"),
+        (["run", "--arms", "float32,bogus"], "bogus"),
+        (["run", "--dataset", "mnist"], "--data-dir"),
+        (["sweep", "--bits", "4,x"], "--bits"),
+        (["sweep", "--optimizers", "nope"], "--optimizers"),
+        (["report", "/nonexistent/run"], "RUN_DIR"),
+    ],
+)
+def test_bad_options_exit_2_with_one_error_line(
+    args: list[str], needle: str, tmp_path: Path
+) -> None:
+    code, out = _run([*args, *(["--output-dir", str(tmp_path)] if args[0] != "report" else [])])
+    assert code == 2, out
+    errors = [line for line in out.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and needle in errors[0], out
+    assert "Traceback" not in out
+
+
+def test_report_of_a_directory_without_config_exits_2(tmp_path: Path) -> None:
+    code, out = _run(["report", str(tmp_path)])
+    assert code == 2 and "config.json" in out
+
+
+@pytest.mark.distributed
+def test_run_three_arms_with_two_workers(tmp_path: Path) -> None:
+    code, out = _run(["run", "--bits", "4", *SMALL, "--output-dir", str(tmp_path)])
+    assert code == 0, out
+    (run_dir,) = tmp_path.iterdir()
+    for name in ("config.json", "metrics.csv", "summary.md", "summary.csv", "accuracy.png"):
+        assert (run_dir / name).exists(), name
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert list(summary["arm"]) == ["float32", "e3m0", "e3m0-aps"]
+    assert set(summary["status"]) == {"finished"}
+    assert summary.loc[0, "test_acc"] > 0.8 and summary.loc[2, "test_acc"] > 0.8
+    assert pd.isna(summary.loc[0, "flushed"]) and summary.loc[1, "flushed"] > 0
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert set(metrics["kind"]) == {"step", "epoch"}
+    assert len(metrics[metrics["kind"] == "epoch"]) == 3 * 2
+    assert "e3m0-aps" in out and "test acc" in out
+    # the report command rebuilds the same table from the records
+    (run_dir / "summary.csv").unlink()
+    code, _ = _run(["report", str(run_dir)])
+    assert code == 0 and (run_dir / "summary.csv").exists()
+
+
+@pytest.mark.distributed
+def test_huge_learning_rate_diverges_one_arm_and_the_next_goes_on(tmp_path: Path) -> None:
+    args = ["run", "--arms", "float32,aps", "--dataset", "synthetic", "--epochs", "1",
+            "--batch-size", "64", "--lr", "1e30", "--output-dir", str(tmp_path)]  # fmt: skip
+    code, out = _run(args)
+    assert code == 0, out
+    (run_dir,) = tmp_path.iterdir()
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert summary.loc[0, "status"] == "diverged"
+    assert summary.loc[1, "status"] in ("diverged", "finished")  # it ran after the first
+    assert "diverged" in out
+
+
+@pytest.mark.distributed
+def test_dead_worker_fails_fast_with_its_rank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KILL_HOOK_ENV, "1:3")
+    start = time.monotonic()
+    code, out = _run(["run", "--arms", "float32", *SMALL, "--output-dir", str(tmp_path)])
+    assert time.monotonic() - start < 45
+    assert code == 1
+    assert "worker rank 1 failed" in out and "--resume" in out
+    assert "Traceback" not in out
+
+
+@pytest.mark.distributed
+def test_sweep_is_resumable(tmp_path: Path) -> None:
+    args = ["sweep", "--bits", "4,32", "--aps", "on", "--batch-sizes", "64", "--lrs", "0.1",
+            "--dataset", "synthetic", "--epochs", "1", "--output-dir", str(tmp_path)]  # fmt: skip
+    code, out = _run(args)
+    assert code == 0, out
+    (root,) = tmp_path.iterdir()
+    results = pd.read_csv(root / "results.csv")
+    assert len(results) == 2 and set(results["status"]) == {"finished"}
+    assert (root / "accuracy_vs_bits.png").exists() and (root / "accuracy_vs_batch.png").exists()
+    code, out = _run(args)
+    assert code == 0 and out.count("skipped") == 2, out

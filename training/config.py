@@ -1,0 +1,316 @@
+"""Frozen, schema-versioned configuration of a training study.
+
+A study is a list of *arms* trained one after another on the same data, model and workers.
+An arm fixes what the study varies: the gradient-communication format, APS on or off, the
+global batch size, the optimizer, the learning rate and the seed. ``prec-study run`` builds
+three arms (float32, low precision without APS, low precision with APS); ``prec-study sweep``
+builds a grid. Everything else is shared by all arms and lives in :class:`RunConfig`.
+
+The configuration is saved as ``config.json`` next to the results it produced and is read
+back verbatim by ``--resume``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from precision.formats import FloatFormat
+from precision.registry import parse as parse_format
+from precision.rounding import RoundingMode
+
+SCHEMA_VERSION = 1
+
+#: Reductions of ``precision.collectives`` (``Reduction`` values, lower case).
+REDUCTIONS = ("carrier", "rank", "ring", "torus")
+
+#: Base learning rates (at ``RunConfig.base_batch_size``) tried per optimizer by a sweep; the
+#: last one is the default of ``prec-study run``.
+DEFAULT_LRS: dict[str, tuple[float, ...]] = {
+    "sgd": (0.05, 0.1),
+    "nesterov": (0.05, 0.1),
+    "lars": (2.0, 5.0),
+    "lamb": (0.005, 0.01),
+}
+
+_ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid or two values contradict each other."""
+
+
+class Device(str, Enum):
+    """Where the workers compute."""
+
+    AUTO = "auto"  # cuda when available, else cpu
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class Backend(str, Enum):
+    """torch.distributed backend."""
+
+    AUTO = "auto"  # nccl on cuda, gloo on cpu
+    GLOO = "gloo"
+    NCCL = "nccl"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmSpec:
+    """One training run inside a study.
+
+    Attributes:
+        name: unique, file-name safe label (e.g. ``float32``, ``e3m0-aps``).
+        fmt: spelling of the gradient-communication format (``precision.registry.parse``
+            accepts it); None is the float32 all-reduce baseline.
+        aps: shift each layer's gradients by a power of two before quantizing (APS).
+        batch_size: global batch size (all workers together).
+        optimizer: registry name in :mod:`training.optim`.
+        lr: base learning rate, tuned at ``RunConfig.base_batch_size``.
+        seed: seed of model initialization, data order and stochastic rounding.
+    """
+
+    name: str
+    fmt: str | None
+    aps: bool
+    batch_size: int
+    optimizer: str
+    lr: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        if not _ARM_NAME.match(self.name):
+            raise ConfigError(f"arm name {self.name!r}: use letters, digits and _.+=-")
+        if self.batch_size <= 0:
+            raise ConfigError(f"batch_size={self.batch_size}: must be positive")
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr}: must be positive")
+        if self.fmt is not None:
+            fmt = parse_format(self.fmt)
+            if not isinstance(fmt, FloatFormat):
+                raise ConfigError(
+                    f"format {self.fmt!r}: gradient communication needs a float format"
+                )
+        elif self.aps:
+            raise ConfigError(f"arm {self.name!r}: APS needs a low-precision format")
+
+    @property
+    def float_format(self) -> FloatFormat | None:
+        """The parsed communication format (None for the float32 baseline)."""
+        if self.fmt is None:
+            return None
+        fmt = parse_format(self.fmt)
+        assert isinstance(fmt, FloatFormat)  # checked in __post_init__
+        return fmt
+
+    @property
+    def bits(self) -> int:
+        """Storage width of the communicated gradients (32 for the baseline)."""
+        fmt = self.float_format
+        return 32 if fmt is None else fmt.total_bits
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Settings shared by every arm of a study.
+
+    Attributes:
+        arms: the arms, trained in this order by the same worker processes.
+        dataset: registry name in :mod:`training.data`.
+        data_dir: local copy of a file-based dataset (None for built-ins).
+        model: registry name in :mod:`training.models`.
+        epochs: epochs per arm.
+        workers: data-parallel processes.
+        rounding: rounding of the low-precision communication.
+        reduction: ``precision.collectives`` reduction (one of :data:`REDUCTIONS`).
+        headroom: APS headroom in bits (None: the collectives default).
+        label_smoothing: label-smoothing epsilon (Szegedy et al. 2016).
+        warmup_epochs: learning-rate warmup (at ``base_batch_size`` under LEGW).
+        legw: LEGW schedule (You et al. 2019): sqrt scaling, warmup grows with the batch.
+        base_batch_size: batch size at which each arm's ``lr`` is the peak rate.
+        weight_decay: L2 decay of multi-dimensional weights.
+        device: cpu, cuda or auto.
+        backend: gloo, nccl or auto.
+        timeout_s: process-group timeout; a hung collective fails after this long.
+        schema: version of this layout.
+    """
+
+    arms: tuple[ArmSpec, ...]
+    dataset: str = "digits"
+    data_dir: str | None = None
+    model: str = "mlp"
+    epochs: int = 12
+    workers: int = 2
+    rounding: RoundingMode = RoundingMode.NEAREST_EVEN
+    reduction: str = "carrier"
+    headroom: int | None = None
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 1.0
+    legw: bool = False
+    base_batch_size: int = 64
+    weight_decay: float = 1e-4
+    device: Device = Device.AUTO
+    backend: Backend = Backend.AUTO
+    timeout_s: float = 60.0
+    schema: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rounding", RoundingMode.parse(self.rounding))
+        object.__setattr__(self, "device", Device(self.device))
+        object.__setattr__(self, "backend", Backend(self.backend))
+        object.__setattr__(self, "arms", tuple(self.arms))
+        if self.schema != SCHEMA_VERSION:
+            raise ConfigError(f"config schema {self.schema}: this version reads {SCHEMA_VERSION}")
+        if not self.arms:
+            raise ConfigError("a study needs at least one arm")
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"arm names must be unique: {', '.join(names)}")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs={self.epochs}: must be >= 1")
+        if self.workers < 1:
+            raise ConfigError(f"workers={self.workers}: must be >= 1")
+        for arm in self.arms:
+            if arm.batch_size % self.workers:
+                raise ConfigError(
+                    f"batch size {arm.batch_size} is not divisible by {self.workers} workers"
+                )
+        if self.reduction not in REDUCTIONS:
+            raise ConfigError(f"reduction={self.reduction!r}: choose from {', '.join(REDUCTIONS)}")
+        if self.headroom is not None and self.headroom < 0:
+            raise ConfigError(f"headroom={self.headroom}: must be >= 0 bits")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing={self.label_smoothing}: must be in [0, 1)")
+        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+            raise ConfigError(f"warmup_epochs={self.warmup_epochs}: must be in [0, epochs]")
+        if self.legw:
+            for arm in self.arms:
+                k = arm.batch_size / self.base_batch_size
+                if self.warmup_epochs * k > self.epochs:
+                    raise ConfigError(
+                        f"LEGW warmup of {self.warmup_epochs * k:g} epochs (warmup_epochs="
+                        f"{self.warmup_epochs:g} x batch multiple {k:g}) exceeds epochs={self.epochs}"
+                    )
+        if self.base_batch_size < 1 or self.weight_decay < 0 or not self.timeout_s > 0:
+            raise ConfigError(
+                f"base_batch_size={self.base_batch_size}, weight_decay={self.weight_decay}, "
+                f"timeout_s={self.timeout_s}: need >= 1, >= 0 and > 0"
+            )
+
+    def arm(self, name: str) -> ArmSpec:
+        """The arm called ``name``.
+
+        Raises:
+            KeyError: if there is none.
+        """
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def shared(self) -> dict[str, Any]:
+        """Every setting except the arms (what all arms of a study must agree on)."""
+        d = self.to_dict()
+        d.pop("arms")
+        return d
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (enums as their values)."""
+        d = dataclasses.asdict(self)
+        for key in ("rounding", "device", "backend"):
+            d[key] = getattr(self, key).value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: on unknown keys, a different schema or invalid values.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"config has unknown keys: {', '.join(unknown)}")
+        arms = tuple(ArmSpec(**a) for a in d.get("arms", ()))
+        return cls(**{**d, "arms": arms})
+
+    def digest(self) -> str:
+        """Short stable hash of the configuration (part of a run id)."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def save(self, path: Path) -> None:
+        """Write ``config.json`` atomically."""
+        from training.records import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> RunConfig:
+        """Read a ``config.json`` written by :meth:`save`.
+
+        Raises:
+            ConfigError: if the file is missing, not JSON or not a valid configuration.
+        """
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file (is this a run directory?)") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+
+def format_label(fmt: FloatFormat | None) -> str:
+    """Short name of a communication format for arm names (``float32`` for the baseline)."""
+    return "float32" if fmt is None else str(fmt)
+
+
+def three_arms(
+    fmt: FloatFormat,
+    *,
+    batch_size: int,
+    optimizer: str,
+    lr: float,
+    seed: int,
+    which: tuple[str, ...] = ("float32", "plain", "aps"),
+) -> tuple[ArmSpec, ...]:
+    """The comparison of ``prec-study run``: float32, ``fmt`` without APS, ``fmt`` with APS.
+
+    Args:
+        fmt: the low-precision communication format.
+        batch_size: global batch size of every arm.
+        optimizer: optimizer of every arm.
+        lr: base learning rate of every arm.
+        seed: seed of every arm (same initialization and data order).
+        which: subset of ``float32``, ``plain`` and ``aps``, in the order to run them.
+
+    Returns:
+        The arms.
+
+    Raises:
+        ConfigError: if ``which`` is empty or names an unknown arm kind.
+    """
+    if not which or set(which) - {"float32", "plain", "aps"}:
+        raise ConfigError(f"arms {', '.join(which) or '(none)'}: choose from float32, plain, aps")
+    common: dict[str, Any] = {
+        "batch_size": batch_size,
+        "optimizer": optimizer,
+        "lr": lr,
+        "seed": seed,
+    }
+    spelling = fmt.spelling
+    kinds = {
+        "float32": ArmSpec(name="float32", fmt=None, aps=False, **common),
+        "plain": ArmSpec(name=str(fmt), fmt=spelling, aps=False, **common),
+        "aps": ArmSpec(name=f"{fmt}-aps", fmt=spelling, aps=True, **common),
+    }
+    return tuple(kinds[k] for k in dict.fromkeys(which))

@@ -1,0 +1,218 @@
+"""A grid of arms: bits x APS x batch size x optimizer x learning rate x seed.
+
+Each grid cell is one arm of one study, so a sweep is trained, checkpointed and resumed
+exactly like ``prec-study run``. The sweep directory is named after a hash of the settings
+shared by all cells: rerunning the same command finds it, skips the cells whose records say
+finished or diverged, and continues partial ones; adding a bit width or a seed trains only
+the new cells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from precision.formats import FloatFormat
+from training.config import DEFAULT_LRS, ArmSpec, ConfigError, RunConfig
+from training.loop import run_study
+from training.records import atomic_write_text
+from training.report import (
+    load_run,
+    save_figure,
+    summary_frame,
+    write_csv,
+    write_parquet,
+    write_report,
+)
+
+SWEEP_FILE = "sweep.json"
+
+
+class ApsModes(str, Enum):
+    """Which APS settings a sweep tries for each low-precision format."""
+
+    BOTH = "both"
+    ON = "on"
+    OFF = "off"
+
+    @property
+    def values(self) -> tuple[bool, ...]:
+        return {"both": (False, True), "on": (True,), "off": (False,)}[self.value]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSpec:
+    """The grid.
+
+    Attributes:
+        bits: communication widths (``FloatFormat.from_bits``); 32 is the float32 baseline.
+        aps: APS settings tried for each low-precision width.
+        batch_sizes: global batch sizes.
+        optimizers: optimizer registry names.
+        lrs: base learning rates per optimizer (at the config's base batch size; the
+            schedule scales them to each batch size); missing optimizers use
+            :data:`~training.config.DEFAULT_LRS`.
+        seeds: seeds (each cell is repeated per seed).
+    """
+
+    bits: tuple[int, ...] = (4, 8, 32)
+    aps: ApsModes = ApsModes.BOTH
+    batch_sizes: tuple[int, ...] = (64, 256)
+    optimizers: tuple[str, ...] = ("sgd",)
+    lrs: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aps", ApsModes(self.aps))
+        for name in ("bits", "batch_sizes", "optimizers", "seeds"):
+            if not getattr(self, name):
+                raise ConfigError(f"sweep {name}: needs at least one value")
+        for n in self.bits:
+            if n != 32:
+                FloatFormat.from_bits(n)  # raises ValueError for widths outside 3..64
+        for opt in self.optimizers:
+            if opt not in self.lrs and opt not in DEFAULT_LRS:
+                raise ConfigError(f"optimizer {opt!r} has no default learning rates: pass --lrs")
+
+    def lrs_for(self, optimizer: str) -> tuple[float, ...]:
+        """Base learning rates tried for ``optimizer``."""
+        return tuple(self.lrs.get(optimizer, DEFAULT_LRS.get(optimizer, ())))
+
+    def arms(self) -> tuple[ArmSpec, ...]:
+        """Every cell of the grid as an arm (float32 cells ignore the APS axis)."""
+        out: list[ArmSpec] = []
+        for seed in self.seeds:
+            for opt in self.optimizers:
+                for batch in self.batch_sizes:
+                    for lr in self.lrs_for(opt):
+                        tail = f"bs{batch}-{opt}-lr{lr:g}-s{seed}"
+                        common: dict[str, Any] = {
+                            "batch_size": batch, "optimizer": opt, "lr": lr, "seed": seed,
+                        }  # fmt: skip
+                        for n in self.bits:
+                            if n == 32:
+                                out.append(
+                                    ArmSpec(name=f"float32-{tail}", fmt=None, aps=False, **common)
+                                )
+                                continue
+                            fmt = FloatFormat.from_bits(n).spelling
+                            for aps in self.aps.values:
+                                name = f"{fmt}-{'aps' if aps else 'noaps'}-{tail}"
+                                out.append(ArmSpec(name=name, fmt=fmt, aps=aps, **common))
+        return tuple(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["aps"] = self.aps.value
+        d["lrs"] = {k: list(v) for k, v in self.lrs.items()}
+        return d
+
+
+def sweep_dir(output_dir: Path, shared: RunConfig) -> Path:
+    """``<output_dir>/sweep-<hash of the shared settings>``: the same command, the same dir."""
+    text = json.dumps(shared.shared(), sort_keys=True)
+    return Path(output_dir) / f"sweep-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def run_sweep(
+    spec: SweepSpec,
+    shared: RunConfig,
+    output_dir: Path,
+    *,
+    on_event: Callable[[Any], None] | None = None,
+) -> tuple[Path, pd.DataFrame]:
+    """Train every cell not already finished, then write the results table and plots.
+
+    Args:
+        spec: the grid.
+        shared: settings common to all cells (its ``arms`` are replaced by the grid).
+        output_dir: parent of the sweep directory.
+        on_event: progress events from rank 0.
+
+    Returns:
+        The sweep directory and the results table (one row per cell).
+
+    Raises:
+        ConfigError: if the grid is invalid for ``shared`` (e.g. batch not divisible).
+        WorkerError: if a worker fails.
+    """
+    cfg = dataclasses.replace(shared, arms=spec.arms())
+    root = sweep_dir(output_dir, shared)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / SWEEP_FILE, json.dumps(spec.to_dict(), indent=2) + "\n")
+    run_study(cfg, root, on_event=on_event)
+    return root, write_sweep_report(root)
+
+
+def write_sweep_report(root: Path) -> pd.DataFrame:
+    """Results table (CSV, and Parquet when pyarrow imports) and the two sweep plots.
+
+    Returns:
+        The results table, one row per cell.
+    """
+    write_report(root)
+    results = summary_frame(load_run(root))
+    write_csv(root / "results.csv", results)
+    write_parquet(root / "results.parquet", results)
+    best = best_lr(results)
+    if not best.empty:
+        _plot_vs(best, "bits", root / "accuracy_vs_bits.png", "communication bits", log2=False)
+        _plot_vs(best, "batch_size", root / "accuracy_vs_batch.png", "global batch size", log2=True)
+    return results
+
+
+def best_lr(results: pd.DataFrame) -> pd.DataFrame:
+    """For each (bits, APS, batch, optimizer): the learning rate with the best mean accuracy.
+
+    Diverged cells count as accuracy 0 so that a learning rate that diverges never wins.
+    """
+    done = results[results["status"].isin(["finished", "diverged"])].copy()
+    if done.empty:
+        return done
+    done["acc"] = done["test_acc"].where(done["status"] == "finished", 0.0).fillna(0.0)
+    keys = ["bits", "aps", "batch_size", "optimizer"]
+    mean = done.groupby([*keys, "base_lr"], as_index=False)["acc"].mean()
+    idx = mean.groupby(keys)["acc"].idxmax()
+    return mean.loc[idx].reset_index(drop=True)
+
+
+def _label(bits: int, aps: bool) -> str:
+    return "float32" if bits == 32 else f"{bits}-bit {'APS' if aps else 'no APS'}"
+
+
+def _plot_vs(best: pd.DataFrame, x: str, path: Path, xlabel: str, *, log2: bool) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    if x == "bits":
+        groups = best.groupby(["aps", "batch_size", "optimizer"])
+        for (aps, batch, opt), df in groups:
+            base = best[
+                (best["bits"] == 32) & (best["batch_size"] == batch) & (best["optimizer"] == opt)
+            ]
+            df = pd.concat([df[df["bits"] != 32], base]).sort_values("bits")
+            label = f"{'APS' if aps else 'no APS'}, batch {batch}, {opt}"
+            ax.plot(df["bits"], 100 * df["acc"], marker="o", label=label)
+    else:
+        for (bits, aps, opt), df in best.groupby(["bits", "aps", "optimizer"]):
+            df = df.sort_values(x)
+            ax.plot(
+                df[x], 100 * df["acc"], marker="o", label=f"{_label(int(bits), bool(aps))}, {opt}"
+            )
+        if log2:
+            ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%), best learning rate")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    save_figure(fig, path)
