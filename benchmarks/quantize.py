@@ -61,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     def record(case: str, fmt: str, mode: str, seconds: float, ref: float) -> None:
         rows.append(
             {
-                "case": case, "format": fmt, "rounding": mode, "elements": n,
-                "seconds": f"{seconds:.6f}", "elements_per_s": f"{n / seconds:.4e}",
+                "case": case,
+                "format": fmt,
+                "rounding": mode,
+                "elements": n,
+                "seconds": f"{seconds:.6f}",
+                "elements_per_s": f"{n / seconds:.4e}",
                 "ratio_vs_bf16_cast": f"{ref / seconds:.3f}",
             }
         )
@@ -73,7 +77,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ref = best_time(lambda: x.to(torch.bfloat16).float(), args.repeat)
     record("torch", "bfloat16", "nearest", ref, ref)
-    record("torch", "float8_e5m2", "nearest", best_time(lambda: x.to(torch.float8_e5m2).float(), args.repeat), ref)
+    record(
+        "torch",
+        "float8_e5m2",
+        "nearest",
+        best_time(lambda: x.to(torch.float8_e5m2).float(), args.repeat),
+        ref,
+    )
     qt = qtorch_float_quantize()
     if qt is None:
         print("qtorch: not importable here; its column is skipped", file=sys.stderr)
@@ -84,18 +94,24 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(fmt, FloatFormat):
             raise SystemExit(f"--formats: {name} is not a floating-point format")
         for mode in RoundingMode:
-            t = best_time(lambda fmt=fmt, mode=mode: quantize(x, fmt, mode, generator=gen), args.repeat)
+            t = best_time(
+                lambda fmt=fmt, mode=mode: quantize(x, fmt, mode, generator=gen), args.repeat
+            )
             record("precision", str(fmt), mode.value, t, ref)
             worst[mode.value] = min(worst.get(mode.value, 1e9), ref / t)
             if qt is not None and mode in (RoundingMode.NEAREST_AWAY, RoundingMode.STOCHASTIC):
                 qmode = "nearest" if mode is RoundingMode.NEAREST_AWAY else "stochastic"
                 tq = best_time(
-                    lambda fmt=fmt, qmode=qmode: qt(x, fmt.exponent_bits, fmt.mantissa_bits, rounding=qmode),
+                    lambda fmt=fmt, qmode=qmode: qt(
+                        x, fmt.exponent_bits, fmt.mantissa_bits, rounding=qmode
+                    ),
                     args.repeat,
                 )
                 record("qtorch", str(fmt), qmode, tq, ref)
                 print(f"          precision is {tq / t:.2f}x qtorch for {fmt} {qmode}")
-    print("\nslowest format per mode, speed relative to torch's bf16 cast (targets: nearest >= 1.0, stochastic >= 0.5):")
+    print(
+        "\nslowest format per mode, speed relative to torch's bf16 cast (targets: nearest >= 1.0, stochastic >= 0.5):"
+    )
     for mode, r in worst.items():
         print(f"  {mode:16s} {r:5.2f}x")
     OUT.parent.mkdir(parents=True, exist_ok=True)
