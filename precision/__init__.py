@@ -17,7 +17,7 @@ from precision.autograd import (
 )
 from precision.formats import BlockFormat, FixedFormat, FixedOverflow, FloatFormat, Format
 from precision.optim import LowPrecisionOptimizer
-from precision.quantize import quantize
+from precision.quantize import quantize, quantize_
 from precision.registry import parse
 from precision.rounding import Overflow, RoundingMode, Specials
 from precision.scaling import LossScaler
@@ -44,5 +44,6 @@ __all__ = [
     "parse",
     "quant_function",
     "quantize",
+    "quantize_",
     "quantizer",
 ]

@@ -146,9 +146,10 @@ def round_bits(
         s = (s >> k) | ((s & ((one << k) - 1)) != 0).to(s.dtype)
     mask = (one << dd) - 1
     if mode is RoundingMode.NEAREST_EVEN:
-        # With no mantissa bits every normal significand is 1 (odd), so "even" cannot pick
-        # a neighbour; ties then go to the larger magnitude, as ml_dtypes' e8m0 does.
-        lsb = ((s >> dd) & 1) | ((m == 0) & ~in_sub).to(s.dtype)
+        # The kept lsb of s. With no mantissa bits it is the implicit bit, 1 for every
+        # normal: "even" cannot pick a neighbour, and ties go to the larger magnitude, as
+        # ml_dtypes' e8m0 does.
+        lsb = (s >> dd) & 1
         inc = (lsb + (mask >> 1)) & mask
     elif mode is RoundingMode.NEAREST_AWAY:
         inc = ((mask >> 1) + 1) & mask
@@ -163,8 +164,12 @@ def round_bits(
     in_place = (a + inc) & ~mask
     tiny = torch.where(((s + inc) >> dd) > 0, p[Q_BITS], 0)
     r = torch.where(d > P, tiny, in_place)
-    r = torch.where(r > p[MAX_BITS], torch.where(neg, p[OVER_NEG], p[OVER_POS]), r)
-    r = torch.where(a == carrier.inf_bits, torch.where(neg, p[INF_NEG], p[INF_POS]), r)
+    if mode in (RoundingMode.TOWARD_POSITIVE, RoundingMode.TOWARD_NEGATIVE):
+        r = torch.where(r > p[MAX_BITS], torch.where(neg, p[OVER_NEG], p[OVER_POS]), r)
+        r = torch.where(a == carrier.inf_bits, torch.where(neg, p[INF_NEG], p[INF_POS]), r)
+    else:  # overflow does not depend on the sign in the other modes
+        r = torch.where(r > p[MAX_BITS], p[OVER_POS], r)
+        r = torch.where(a == carrier.inf_bits, p[INF_POS], r)
     keep_sign = (r != 0) | (p[SIGNED_ZERO] != 0)
     out = r | torch.where(keep_sign, b ^ a_in, 0)  # b ^ |b| is the sign bit alone
     return torch.where(is_nan, b, out)
@@ -176,7 +181,7 @@ KernelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 _BACKENDS = ("auto", "compiled", "eager")
 _state = threading.local()
-_compiled: dict[tuple[str, RoundingMode, str], KernelFn] = {}
+_compiled: dict[tuple[str, RoundingMode, str, bool], KernelFn] = {}
 _compile_failed: set[str] = set()
 _lock = threading.Lock()
 #: Below this many elements the eager kernel is used in "auto" mode (call overhead wins).
@@ -218,14 +223,22 @@ class kernel_backend:
         _state.backend = self._prev
 
 
-def _make(carrier: Carrier, mode: RoundingMode) -> KernelFn:
-    def kernel(b: torch.Tensor, p: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        return round_bits(b, p, key, carrier, mode)
+def _make(carrier: Carrier, mode: RoundingMode, inplace: bool) -> KernelFn:
+    if inplace:
+        # The compiled graph stores straight into the caller's buffer: no allocation (whose
+        # page faults cost as much as the rounding itself for large tensors).
+        def kernel(b: torch.Tensor, p: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+            b.copy_(round_bits(b, p, key, carrier, mode))
+            return b
+    else:
 
-    # One code object per (carrier, mode): torch.compile keeps its cache on the code object,
-    # and a shared one would see the carrier constants change between calls and turn them
-    # into symbols (automatic dynamic), which inductor miscompiles for 64-bit shifts.
-    name = f"round_bits_{carrier.name}_{mode.value}"
+        def kernel(b: torch.Tensor, p: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+            return round_bits(b, p, key, carrier, mode)
+
+    # One code object per kernel: torch.compile keeps its cache on the code object, and a
+    # shared one would see the carrier constants change between calls and turn them into
+    # symbols (automatic dynamic), which inductor miscompiles for 64-bit shifts.
+    name = f"round_bits_{carrier.name}_{mode.value}{'_inplace' if inplace else ''}"
     renamed: dict[str, str] = {"co_name": name}
     if sys.version_info >= (3, 11):
         renamed["co_qualname"] = name
@@ -234,8 +247,10 @@ def _make(carrier: Carrier, mode: RoundingMode) -> KernelFn:
     return kernel
 
 
-def _compiled_kernel(carrier: Carrier, mode: RoundingMode, device_type: str) -> KernelFn:
-    cache_key = (carrier.name, mode, device_type)
+def _compiled_kernel(
+    carrier: Carrier, mode: RoundingMode, device_type: str, inplace: bool
+) -> KernelFn:
+    cache_key = (carrier.name, mode, device_type, inplace)
     fn = _compiled.get(cache_key)
     if fn is None:
         with _lock:
@@ -244,7 +259,7 @@ def _compiled_kernel(carrier: Carrier, mode: RoundingMode, device_type: str) -> 
                 # Not dynamic=True: that also turns the closure's Python ints (carrier
                 # constants) into symbols, and inductor then miscompiles the 64-bit shifts.
                 # The element count alone is marked dynamic, at each call.
-                fn = torch.compile(_make(carrier, mode), fullgraph=True)
+                fn = torch.compile(_make(carrier, mode, inplace), fullgraph=True)
                 _compiled[cache_key] = fn
     return fn
 
@@ -255,13 +270,16 @@ def run(
     key: torch.Tensor,
     carrier: Carrier,
     mode: RoundingMode,
+    inplace: bool = False,
 ) -> torch.Tensor:
-    """Round 1-D contiguous carrier bits with the chosen backend."""
+    """Round 1-D contiguous carrier bits with the chosen backend (into ``bits`` itself
+    when ``inplace``); returns the rounded bits."""
     backend = get_backend()
     device_type = bits.device.type
     if torch.compiler.is_compiling():
         # Inside a user's torch.compile region: trace the plain function into their graph.
-        return round_bits(bits, params, key, carrier, mode)
+        out = round_bits(bits, params, key, carrier, mode)
+        return bits.copy_(out) if inplace else out
     use_compiled = backend == "compiled" or (
         backend == "auto"
         and bits.numel() >= COMPILE_THRESHOLD
@@ -270,7 +288,7 @@ def run(
     if use_compiled:
         try:
             torch._dynamo.mark_dynamic(bits, 0)
-            return _compiled_kernel(carrier, mode, device_type)(bits, params, key)
+            return _compiled_kernel(carrier, mode, device_type, inplace)(bits, params, key)
         except Exception as exc:
             if backend == "compiled":
                 raise RuntimeError(
@@ -285,4 +303,5 @@ def run(
                 RuntimeWarning,
                 stacklevel=3,
             )
-    return round_bits(bits, params, key, carrier, mode)
+    out = round_bits(bits, params, key, carrier, mode)
+    return bits.copy_(out) if inplace else out

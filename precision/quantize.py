@@ -103,24 +103,60 @@ def quantize(
     return _round(x, fmt, mode, generator)
 
 
+def quantize_(
+    x: torch.Tensor,
+    fmt: Format | str,
+    rounding: RoundingMode | str = RoundingMode.NEAREST_EVEN,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """In-place :func:`quantize`: overwrites ``x`` with its rounded values and returns it.
+
+    For contiguous float32/float64 tensors the kernel writes straight into ``x`` (no new
+    buffer); other tensors are rounded out of place and copied back. Same arguments, same
+    bits, same errors as :func:`quantize`.
+    """
+    from precision.registry import parse
+
+    fmt, mode = parse(fmt), RoundingMode.parse(rounding)
+    if (
+        (isinstance(fmt, FixedFormat) or (isinstance(fmt, FloatFormat) and fmt.signed))
+        and x.is_contiguous()
+        and x.dtype == _carrier(x, fmt).float_dtype
+        and fmt.fits_in(_DTYPE_NAMES[x.dtype])
+    ):
+        return _round(x, fmt, mode, generator, inplace=True)
+    with torch.no_grad():
+        return x.copy_(quantize(x, fmt, mode, generator=generator))
+
+
+def _carrier(x: torch.Tensor, fmt: FloatFormat | FixedFormat) -> K.Carrier:
+    return K.F64 if x.dtype == torch.float64 or _needs_f64(fmt) else K.F32
+
+
 def _round(
     x: torch.Tensor,
     fmt: FloatFormat | FixedFormat,
     mode: RoundingMode,
     generator: torch.Generator | None,
+    inplace: bool = False,
 ) -> torch.Tensor:
-    carrier = K.F64 if x.dtype == torch.float64 or _needs_f64(fmt) else K.F32
+    carrier = _carrier(x, fmt)
     flat = x.detach().to(carrier.float_dtype).contiguous().view(-1)
     if flat.numel() == 0:
-        return x.detach().clone()
+        return x if inplace else x.detach().clone()
     params = _params(fmt, mode, carrier.name, flat.device)
     key = _key(mode, generator, flat.device)
-    bits = K.run(flat.view(carrier.int_dtype), params, key, carrier, mode)
+    bits = K.run(flat.view(carrier.int_dtype), params, key, carrier, mode, inplace)
     y = bits.view(carrier.float_dtype)
     if isinstance(fmt, FixedFormat):
         y = _fixed_range(y, fmt)
-    elif not fmt.signed:
+    elif not fmt.signed:  # (never in place: this needs the input)
         y = torch.where(flat < 0, torch.nan, y + 0.0)  # no sign bit: negatives are NaN, -0 is 0
+    if inplace:
+        if y.data_ptr() != flat.data_ptr():
+            flat.copy_(y)
+        return x
     return _owning(y.view(x.shape).to(x.dtype))
 
 

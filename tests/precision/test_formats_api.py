@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from precision import FixedFormat, FloatFormat, Overflow, RoundingMode, Specials, quantize
+from precision import (
+    FixedFormat,
+    FloatFormat,
+    Overflow,
+    RoundingMode,
+    Specials,
+    quantize,
+    quantize_,
+)
 from precision.registry import formats, names, parse, register
 
 ML = {
@@ -171,3 +179,23 @@ def test_cuda_matches_cpu_for_every_mode() -> None:
         g = torch.Generator().manual_seed(0)
         gpu = quantize(x.cuda(), "e4m3", mode, generator=g).cpu()
         assert torch.equal(cpu, gpu), mode
+
+
+@pytest.mark.parametrize("name", ["bfloat16", "e3m0", "fixed8.4", "e11m30", "mxfp4_e2m1", "e8m0"])
+@pytest.mark.parametrize(
+    "mode", [RoundingMode.NEAREST_EVEN, RoundingMode.STOCHASTIC], ids=lambda m: m.value
+)
+def test_in_place_equals_out_of_place(name: str, mode: RoundingMode, backend: str) -> None:
+    dt = torch.float64 if name == "e11m30" else torch.float32
+    x = torch.randn(40_000, dtype=dt) * 4
+    want = quantize(x, name, mode, generator=torch.Generator().manual_seed(3))
+    y = x.clone()
+    out = quantize_(y, name, mode, generator=torch.Generator().manual_seed(3))
+    assert out is y
+    assert torch.equal(y.nan_to_num(7.0), want.nan_to_num(7.0))
+    strided = x.clone().view(200, 200).t()  # not contiguous: rounded out of place, copied back
+    want_t = quantize(strided, name, mode, generator=torch.Generator().manual_seed(3))
+    quantize_(strided, name, mode, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(strided.nan_to_num(7.0), want_t.nan_to_num(7.0))
+    if mode is RoundingMode.NEAREST_EVEN and not name.startswith("mx"):  # elementwise
+        assert torch.equal(strided.t().reshape(-1).nan_to_num(7.0), want.nan_to_num(7.0))
