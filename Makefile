@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint typecheck clean venv
+.PHONY: run test bench reference lint typecheck clean venv
 
 venv: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[dev,parquet]"
+	$(PY) -m pip install -q -e ".[dev,parquet,slurm]"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -34,6 +34,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# Regenerate the committed reference outputs quoted in the README.
+reference: $(STAMP)
+	$(VENV)/bin/prec-study run --bits 4 --output-dir /tmp/prec-study-reference
+	$(PY) scripts/hpcprof_reference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

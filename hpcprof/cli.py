@@ -1,63 +1,26 @@
-"""``hpcprof`` command line: list, backends, run, report.
+"""``hpcprof`` command line: list, backends, run, submit, report (compare and bits-needed
+live in :mod:`hpcprof.cli_analysis`).
 
-Only this module prints or exits. Library errors become one-line messages with exit
+Only the CLI modules print or exit. Library errors become one-line messages with exit
 status 2 (bad input) or 1 (a run that could not be done).
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from hpcprof.apps import APPS
 from hpcprof.backends import AUTO, BACKENDS, probe_all
+from hpcprof.cli_analysis import bits_needed, compare, machines
+from hpcprof.cli_common import OneLineErrors, reported
 from hpcprof.config import RunConfig, SizeScale
-from hpcprof.errors import BackendError, HpcprofError, StoreError, SuiteError, UnknownNameError
+from hpcprof.launchers import LauncherKind
 from hpcprof.records import Precision
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class UsageError(click.UsageError):
-    """Bad input from the user: exit status 2."""
-
-
-class OneLineErrors(click.Group):
-    """Report every click error as one line on stderr (no usage block, no traceback)."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["standalone_mode"] = False
-        try:
-            return super().main(*args, **kwargs)
-        except click.exceptions.Exit as exc:
-            sys.exit(exc.exit_code)
-        except click.ClickException as exc:
-            message = " ".join(exc.format_message().split())
-            click.echo(f"Error: {message}", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(1)
-
-
-def _reported(func: F) -> F:
-    """Turn library exceptions into one-line errors."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (SuiteError, UnknownNameError, ValueError) as exc:
-            raise UsageError(str(exc)) from None
-        except (BackendError, StoreError, HpcprofError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -117,52 +80,38 @@ def _progress(done: int, total: int, label: str) -> None:
     click.echo(f"[{done}/{total}] {label}", err=True)
 
 
-@main.command("run")
-@click.option("--app", "apps", multiple=True, help="Built-in app (repeatable; default: all).")
-@click.option(
-    "--precision",
-    "precisions",
-    multiple=True,
-    type=click.Choice(["float64", "float32"]),
-    help="Precision (repeatable; default: both).",
-)
-@click.option(
-    "--sizes",
-    "scale",
-    type=click.Choice([s.value for s in SizeScale]),
-    default="default",
-    show_default=True,
-)
-@click.option("--size", "size_overrides", multiple=True, metavar="APP=N", help="Size for one app.")
-@click.option(
-    "--backend",
-    type=click.Choice([AUTO, *BACKENDS.names()]),
-    default=AUTO,
-    show_default=True,
-)
-@click.option("--repetitions", "-r", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option(
-    "--timeout",
-    "timeout_s",
-    type=click.FloatRange(min=0, min_open=True),
-    default=600.0,
-    show_default=True,
-)
-@click.option("--cpus", default=None, help="Pin runs to these CPUs, e.g. 0-3.")
-@click.option(
-    "--suite", type=click.Path(dir_okay=False), default=None, help="External suite file (TOML)."
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default="results/hpcprof",
-    show_default=True,
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-@_reported
-def run(
+def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``run`` and ``submit`` share."""
+    options = [
+        click.option("--app", "apps", multiple=True, help="Built-in app (repeatable; default: all CPU apps)."),
+        click.option("--precision", "precisions", multiple=True,
+                     type=click.Choice(["float64", "float32"]), help="Precision (repeatable; default: both)."),
+        click.option("--sizes", "scale", type=click.Choice([s.value for s in SizeScale]),
+                     default="default", show_default=True),
+        click.option("--size", "size_overrides", multiple=True, metavar="APP=N", help="Size for one app."),
+        click.option("--backend", type=click.Choice([AUTO, *BACKENDS.names()]), default=AUTO,
+                     show_default=True),
+        click.option("--repetitions", "-r", type=click.IntRange(min=1), default=3, show_default=True),
+        click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True),
+        click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True),
+                     default=600.0, show_default=True),
+        click.option("--cpus", default=None, help="Pin runs to these CPUs, e.g. 0-3."),
+        click.option("--suite", type=click.Path(dir_okay=False), default=None,
+                     help="External suite file (TOML)."),
+        click.option("--launcher", type=click.Choice([k.value for k in LauncherKind]),
+                     default="local", show_default=True, help="Start each run directly or under mpirun/srun."),
+        click.option("--ranks", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Processes per run (mpirun/srun)."),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/hpcprof",
+                     show_default=True),
+        click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _config(
     apps: tuple[str, ...],
     precisions: tuple[str, ...],
     scale: str,
@@ -173,15 +122,13 @@ def run(
     timeout_s: float,
     cpus: str | None,
     suite: str | None,
+    launcher: str,
+    ranks: int,
     out_dir: str,
-    quiet: bool,
-) -> None:
-    """Run apps under a backend and store the results under OUT/<run-id>/."""
-    from hpcprof.study import run_study
-
+) -> RunConfig:
     for name in apps:
         APPS[name]  # unknown names fail before anything runs
-    config = RunConfig(
+    return RunConfig(
         apps=apps,
         precisions=tuple(Precision(p) for p in precisions)
         or (Precision.FLOAT64, Precision.FLOAT32),
@@ -194,15 +141,51 @@ def run(
         cpus=_parse_cpus(cpus),
         suite=suite,
         out_dir=out_dir,
+        launcher=LauncherKind(launcher),
+        ranks=ranks,
     )
+
+
+@main.command("run")
+@_run_options
+@reported
+def run(quiet: bool, **options: Any) -> None:
+    """Run apps under a backend and store the results under OUT/<run-id>/."""
+    from hpcprof.study import run_study
+
+    config = _config(**options)
+    config.launch().check()
     directory = run_study(config, progress=None if quiet else _progress)
+    click.echo(str(directory))
+
+
+@main.command("submit")
+@_run_options
+@click.option("--partition", default=None, help="Slurm partition (default: the cluster's).")
+@click.option("--time-min", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--cpus-per-task", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--array/--per-app", default=False, show_default=True,
+              help="One job array, or one job per app.")  # fmt: skip
+@reported
+def submit(
+    quiet: bool, partition: str | None, time_min: int, cpus_per_task: int, array: bool,
+    **options: Any,
+) -> None:  # fmt: skip
+    """Run apps as Slurm jobs (submitit); gather all results into OUT/<run-id>/."""
+    from hpcprof.slurm import SlurmConfig, submit_study
+
+    config = _config(**options)
+    slurm = SlurmConfig(
+        partition=partition, time_min=time_min, cpus_per_task=cpus_per_task, array=array
+    )
+    directory = submit_study(config, slurm, progress=None if quiet else _progress)
     click.echo(str(directory))
 
 
 @main.command("report")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--png/--no-png", default=True, show_default=True, help="Also write fp64_share.png.")
-@_reported
+@reported
 def report(run_dir: Path, png: bool) -> None:
     """Print a markdown summary of RUN_DIR; write report.md and fp64_share.png into it."""
     from hpcprof.report import markdown, plot_fp64_share, summarize
@@ -217,6 +200,10 @@ def report(run_dir: Path, png: bool) -> None:
         plot_fp64_share(rows, run_dir / "fp64_share.png")
     click.echo(text, nl=False)
 
+
+main.add_command(compare)
+main.add_command(bits_needed)
+main.add_command(machines)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
+from hpcprof.launchers import Launcher, LauncherKind
 from hpcprof.records import SCHEMA_VERSION, Precision
 
 
@@ -32,6 +33,8 @@ class RunConfig:
         cpus: CPUs to pin each run to, or None.
         suite: path of an external suite file, or None.
         out_dir: parent directory of run directories.
+        launcher: ``local``, ``mpirun`` or ``srun`` (see :mod:`hpcprof.launchers`).
+        ranks: processes per run under mpirun/srun.
     """
 
     apps: tuple[str, ...] = ()
@@ -45,6 +48,8 @@ class RunConfig:
     cpus: tuple[int, ...] | None = None
     suite: str | None = None
     out_dir: str = "results/hpcprof"
+    launcher: LauncherKind = LauncherKind.LOCAL
+    ranks: int = 1
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -57,14 +62,24 @@ class RunConfig:
         for name, size in self.sizes:
             if size < 1:
                 raise ValueError(f"size {name}={size}: must be >= 1")
+        self.launch()  # validates launcher and ranks
         if Precision.NATIVE in self.precisions or not self.precisions:
             raise ValueError("precisions: choose from float64, float32")
+
+    def launch(self) -> Launcher:
+        """The :class:`~hpcprof.launchers.Launcher` of this config.
+
+        Raises:
+            ValueError: bad rank count for the launcher.
+        """
+        return Launcher(kind=self.launcher, ranks=self.ranks)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (enums as their values)."""
         data = asdict(self)
         data["precisions"] = [p.value for p in self.precisions]
         data["scale"] = self.scale.value
+        data["launcher"] = self.launcher.value
         data["sizes"] = dict(self.sizes)
         data["cpus"] = None if self.cpus is None else list(self.cpus)
         return data

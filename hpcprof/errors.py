@@ -32,3 +32,11 @@ class ParseError(BackendError):
 
 class StoreError(HpcprofError):
     """A run directory is missing or unreadable."""
+
+
+class MachineFileError(HpcprofError):
+    """A machines file is malformed; the message names the file, the key and what is allowed."""
+
+
+class LaunchError(HpcprofError):
+    """A launcher or a cluster submission cannot be used here (missing tool or package)."""

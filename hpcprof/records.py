@@ -39,6 +39,7 @@ class Metric(Enum):
     KERNEL_S = "kernel_s"  # time of the measured region as reported by the app
     FP64_FLOP = "fp64_flop"  # executed double-precision floating-point operations
     FP32_FLOP = "fp32_flop"  # executed single-precision floating-point operations
+    FP16_FLOP = "fp16_flop"  # executed half-precision operations (GPU counters)
     FP_FLOP = "fp_flop"  # all FP operations, where widths cannot be told apart
     MEM_BYTES = "mem_bytes"  # bytes moved to/from main memory
     ANALYTIC_FLOP = "analytic_flop"  # FLOPs the algorithm needs (model, not a count)
@@ -113,6 +114,7 @@ class Measurement:
     returncode: int | None = None
     stderr_tail: str = ""
     samples: tuple[Sample, ...] = ()
+    node: str | None = None  # host name of the machine the run used (cluster runs)
     schema_version: int = SCHEMA_VERSION
 
     def value(self, metric: Metric) -> float | None:

@@ -31,6 +31,8 @@ class SummaryRow:
     check_error: float | None
     flop_source: str
     note: str = ""
+    seconds: float | None = None  # median kernel time (wall time where the app reports none)
+    fp16_gflop: float | None = None
 
 
 def _median(frame: pd.DataFrame, metric: Metric) -> float | None:
@@ -56,6 +58,7 @@ def summarize(frame: pd.DataFrame) -> list[SummaryRow]:
         ok = group[group["status"] == "ok"]
         status = "ok" if (statuses == "ok").all() else ",".join(sorted(set(statuses)))
         fp64, fp32 = _median(ok, Metric.FP64_FLOP), _median(ok, Metric.FP32_FLOP)
+        fp16 = _median(ok, Metric.FP16_FLOP)
         note = ""
         counted = fp64 is not None or fp32 is not None
         if counted:
@@ -70,6 +73,8 @@ def summarize(frame: pd.DataFrame) -> list[SummaryRow]:
             if analytic is not None:
                 fp64, fp32 = (fp64 or 0.0), (fp32 or 0.0)
         total = None if fp64 is None and fp32 is None else (fp64 or 0.0) + (fp32 or 0.0)
+        if total is not None and fp16 is not None:
+            total += fp16
         if total is None:
             total = _median(ok, Metric.FP_FLOP)
         seconds = _median(ok, Metric.KERNEL_S) or _median(ok, Metric.WALL_S)
@@ -92,6 +97,8 @@ def summarize(frame: pd.DataFrame) -> list[SummaryRow]:
                 check_error=_median(ok, Metric.CHECK_ERROR),
                 flop_source=source,
                 note=note,
+                seconds=seconds,
+                fp16_gflop=None if fp16 is None else fp16 / 1e9,
             )
         )
     return rows

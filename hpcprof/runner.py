@@ -13,6 +13,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +29,7 @@ from hpcprof.backends import Backend, Job
 from hpcprof.build import build
 from hpcprof.config import RunConfig, SizeScale
 from hpcprof.errors import HpcprofError
+from hpcprof.launchers import Launcher
 from hpcprof.records import Measurement, Metric, Precision, RunStatus, Sample, SampleStatus
 
 Progress = Callable[[int, int, str], None]
@@ -79,7 +81,7 @@ def _c_command(source: str, args: Sequence[str], precision: Precision) -> list[s
 
 def builtin_tasks(config: RunConfig) -> list[Task]:
     """Tasks for the built-in apps of ``config`` (all of them when none are named)."""
-    names = config.apps or (() if config.suite else tuple(APPS))
+    names = config.apps or (() if config.suite else tuple(n for n in APPS if APPS[n].default_run))
     tasks = []
     for name in names:
         info = APPS[name]
@@ -226,9 +228,13 @@ def _fom(task: Task, stdout: str) -> Sample | None:
 
 
 def measure(
-    task: Task, backend: Backend, repetition: int, cpus: tuple[int, ...] | None
+    task: Task,
+    backend: Backend,
+    repetition: int,
+    cpus: tuple[int, ...] | None,
+    launcher: Launcher | None = None,
 ) -> Measurement:
-    """Run ``task`` once per backend pass and turn the results into one Measurement."""
+    """Run ``task`` once per backend pass (under ``launcher``, if given) into one Measurement."""
     try:
         cmd = task.command()
     except (HpcprofError, OSError) as exc:
@@ -247,8 +253,9 @@ def measure(
                 cpus=cpus,
             )
             try:
+                wrapped = backend.wrap(cmd, job)
                 res = run_process(
-                    backend.wrap(cmd, job),
+                    launcher.wrap(wrapped) if launcher is not None else wrapped,
                     env={**task.env, **backend.environment(job)},
                     cwd=task.cwd,
                     timeout_s=task.timeout_s,
@@ -326,6 +333,7 @@ def _record(
         returncode=returncode,
         stderr_tail=stderr[-STDERR_TAIL_CHARS:],
         samples=samples,
+        node=socket.gethostname(),
     )
 
 
@@ -388,7 +396,7 @@ def run_tasks(
             if progress is not None:
                 progress(done, total, f"{label} rep {rep + 1}/{config.repetitions}")
             done += 1
-            m = measure(task, backend, rep, config.cpus)
+            m = measure(task, backend, rep, config.cpus, config.launch())
             results.append(m)
             if m.status is RunStatus.TIMEOUT:
                 done += config.repetitions - rep - 1

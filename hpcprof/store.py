@@ -45,6 +45,7 @@ COLUMNS = (
     "region",
     "coverage",
     "stderr_tail",
+    "node",
 )
 
 
@@ -77,6 +78,7 @@ def to_frame(measurements: Iterable[Measurement], run_id: str) -> pd.DataFrame:
                     "region": s.region,
                     "coverage": s.coverage,
                     "stderr_tail": m.stderr_tail,
+                    "node": m.node,
                 }
             )
     frame = pd.DataFrame(rows, columns=list(COLUMNS))

@@ -6,8 +6,8 @@ creates data (no compiling, no probing).
 
 from __future__ import annotations
 
-from hpcprof.apps import cg, fft, gemm, lookup, md, stencil, stream, training
-from hpcprof.apps.base import AppInfo, AppKind, Registry
+from hpcprof.apps import cg, cuda, fft, gemm, lookup, md, stencil, stream, training
+from hpcprof.apps.base import AppInfo, AppKind, Device, Registry
 
 APPS: Registry = Registry(
     [
@@ -19,7 +19,8 @@ APPS: Registry = Registry(
         *lookup.APPS,
         *fft.APPS,
         *training.APPS,
+        *cuda.APPS,
     ]
 )
 
-__all__ = ["APPS", "AppInfo", "AppKind", "Registry"]
+__all__ = ["APPS", "AppInfo", "AppKind", "Device", "Registry"]

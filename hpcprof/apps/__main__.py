@@ -11,6 +11,7 @@ import sys
 
 from hpcprof.apps import APPS
 from hpcprof.apps.base import PROTOCOL_PREFIX, Region
+from hpcprof.apps.cuda import DeviceUnavailable
 from hpcprof.records import Precision
 
 
@@ -38,7 +39,11 @@ def main(argv: list[str]) -> int:
         return 2
     marker = _marker()
     region = Region(marker=marker)
-    error = info.kernel(int(size), Precision(prec), region)
+    try:
+        error = info.kernel(int(size), Precision(prec), region)
+    except DeviceUnavailable as exc:
+        sys.stderr.write(f"{name}: {exc}\n")
+        return 3
     if marker is not None:
         marker.markerclose()  # type: ignore[attr-defined]
     sys.stdout.write(f"{PROTOCOL_PREFIX} check_error={error:.6e} kernel_s={region.seconds:.6e}\n")

@@ -33,6 +33,13 @@ class AppKind(Enum):
     EXTERNAL = "external"  # command from a suite file
 
 
+class Device(Enum):
+    """Where a Python kernel computes."""
+
+    CPU = "cpu"
+    CUDA = "cuda"  # torch on a CUDA device, timed with CUDA events
+
+
 class Region(AbstractContextManager["Region"]):
     """Times the measured part of a Python kernel; opens a LIKWID marker region if asked.
 
@@ -86,6 +93,7 @@ class AppInfo:
         c_source: C source file under ``hpcprof/apps/c`` (C kind).
         c_args: command-line arguments of the C program for a size.
         region: function holding the measured work; counting backends restrict to it.
+        device: where the kernel computes; CUDA apps run only when named explicitly.
     """
 
     name: str
@@ -101,6 +109,12 @@ class AppInfo:
     c_source: str | None = None
     c_args: Callable[[int], tuple[str, ...]] | None = None
     region: str | None = None
+    device: Device = Device.CPU
+
+    @property
+    def default_run(self) -> bool:
+        """Part of a run that names no apps (CUDA apps must be asked for)."""
+        return self.device is Device.CPU
 
     def __post_init__(self) -> None:
         if self.kind is AppKind.C and (self.c_source is None or self.c_args is None):

@@ -7,7 +7,7 @@ with the same computation in float64.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
 from hpcprof.records import Precision
@@ -25,9 +25,11 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b).abs().max() / b.abs().max())
 
 
-def conv_kernel(batch: int, precision: Precision, region: Region) -> float:
+def conv_kernel(batch: int, precision: Precision, region: Region, device: Any = "cpu") -> float:
     """conv2d 3x3, 16 -> 32 channels, 32 x 32 images, padding 1; forward and backward."""
     import torch
+
+    from hpcprof.apps.cuda import timed
 
     dtype = getattr(torch, real_dtype(precision))
     gen = torch.Generator().manual_seed(0)
@@ -36,23 +38,27 @@ def conv_kernel(batch: int, precision: Precision, region: Region) -> float:
     g0 = torch.randn(batch, CONV_OUT, CONV_HW, CONV_HW, generator=gen, dtype=torch.float64)
 
     def run(dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = x0.to(dt).requires_grad_()
-        w = w0.to(dt).requires_grad_()
+        x = x0.to(device=device, dtype=dt).requires_grad_()
+        w = w0.to(device=device, dtype=dt).requires_grad_()
         y = torch.nn.functional.conv2d(x, w, padding=CONV_K // 2)
-        y.backward(g0.to(dt))
+        y.backward(g0.to(device=device, dtype=dt))
         if x.grad is None or w.grad is None:
             raise RuntimeError("backward produced no gradient")
-        return y.detach(), x.grad, w.grad
+        return y.detach().cpu(), x.grad.cpu(), w.grad.cpu()
 
-    with region:
+    if str(device) != "cpu":
+        run(dtype)  # CUDA warm-up: kernel selection and allocations stay out of the timing
+    with timed(region, device):
         got = run(dtype)
     ref = run(torch.float64)
     return max(_max_rel(a, b) for a, b in zip(got, ref, strict=True))
 
 
-def linear_kernel(n: int, precision: Precision, region: Region) -> float:
+def linear_kernel(n: int, precision: Precision, region: Region, device: Any = "cpu") -> float:
     """``y = x @ W^T`` with n x n operands; forward and backward."""
     import torch
+
+    from hpcprof.apps.cuda import timed
 
     dtype = getattr(torch, real_dtype(precision))
     gen = torch.Generator().manual_seed(0)
@@ -61,15 +67,17 @@ def linear_kernel(n: int, precision: Precision, region: Region) -> float:
     g0 = torch.randn(n, n, generator=gen, dtype=torch.float64)
 
     def run(dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = x0.to(dt).requires_grad_()
-        w = w0.to(dt).requires_grad_()
+        x = x0.to(device=device, dtype=dt).requires_grad_()
+        w = w0.to(device=device, dtype=dt).requires_grad_()
         y = torch.nn.functional.linear(x, w)
-        y.backward(g0.to(dt))
+        y.backward(g0.to(device=device, dtype=dt))
         if x.grad is None or w.grad is None:
             raise RuntimeError("backward produced no gradient")
-        return y.detach(), x.grad, w.grad
+        return y.detach().cpu(), x.grad.cpu(), w.grad.cpu()
 
-    with region:
+    if str(device) != "cpu":
+        run(dtype)  # CUDA warm-up: kernel selection and allocations stay out of the timing
+    with timed(region, device):
         got = run(dtype)
     ref = run(torch.float64)
     return max(_max_rel(a, b) for a, b in zip(got, ref, strict=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hpcprof.backends.base import Availability, Backend, BackendInfo, BackendRegistry, Job
 from hpcprof.backends.callgrind import CallgrindBackend
 from hpcprof.backends.likwid import LikwidBackend
+from hpcprof.backends.ncu import NcuBackend
 from hpcprof.backends.perf import PerfBackend
 from hpcprof.backends.timer import TimerBackend
 from hpcprof.errors import BackendError
@@ -26,6 +27,8 @@ BACKENDS = BackendRegistry(
             auto_rank=None,
         ),
         BackendInfo(name="timer", summary=TimerBackend.summary, factory=TimerBackend, auto_rank=2),
+        # Never automatic: it profiles CUDA kernels only; CPU apps would count nothing.
+        BackendInfo(name="ncu", summary=NcuBackend.summary, factory=NcuBackend, auto_rank=None),
     ]
 )
 

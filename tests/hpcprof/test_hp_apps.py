@@ -14,7 +14,7 @@ from hpcprof.build import build, find_compiler
 from hpcprof.records import Precision
 
 PRECISIONS = [Precision.FLOAT64, Precision.FLOAT32]
-PY_APPS = [n for n, i in APPS.items() if i.kind is not AppKind.C]
+PY_APPS = [n for n, i in APPS.items() if i.kind is not AppKind.C and i.default_run]
 C_APPS = [n for n, i in APPS.items() if i.kind is AppKind.C]
 no_cc = pytest.mark.skipif(find_compiler() is None, reason="no C compiler (cc/gcc) on PATH")
 

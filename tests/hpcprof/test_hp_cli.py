@@ -21,7 +21,7 @@ def test_backends_reports_each_with_reason() -> None:
     result = CliRunner().invoke(main, ["backends"])
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
-    assert [ln.split()[0] for ln in lines] == ["likwid", "perf", "callgrind", "timer"]
+    assert [ln.split()[0] for ln in lines] == ["likwid", "perf", "callgrind", "timer", "ncu"]
     assert any(ln.startswith("timer") and " yes " in ln for ln in lines)
     for ln in lines:
         assert len(ln.split(None, 2)) == 3  # every backend has a reason or detail

@@ -1,0 +1,135 @@
+"""GEMM, triad and training kernels on a CUDA device through torch, timed with CUDA events.
+
+The records are variants of the CPU apps (same FLOP and byte models, ``device=CUDA``) and
+run only when named (``hpcprof run --app gemm-cuda``). Without a CUDA device the kernel
+stops with an error that the runner records as a failed run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hpcprof.apps import gemm, stream, training
+from hpcprof.apps.base import Device, Region, real_dtype
+from hpcprof.records import Precision
+
+if TYPE_CHECKING:
+    import torch
+
+
+class DeviceUnavailable(RuntimeError):
+    """The kernel needs a device this machine lacks."""
+
+
+def cuda_device() -> torch.device:
+    """The current CUDA device.
+
+    Raises:
+        DeviceUnavailable: torch sees no CUDA device.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeviceUnavailable("no CUDA device: torch.cuda.is_available() is False")
+    return torch.device("cuda")
+
+
+@contextmanager
+def timed(region: Region, device: Any) -> Iterator[None]:
+    """Enter ``region``; on CUDA, time the work with CUDA events and synchronize at the end,
+    so ``region.seconds`` is device time rather than launch time."""
+    import torch
+
+    if getattr(device, "type", device) != "cuda":
+        with region:
+            yield
+        return
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    with region:
+        start.record()
+        yield
+        end.record()
+        torch.cuda.synchronize()
+    region.seconds = start.elapsed_time(end) / 1e3
+
+
+def gemm_cuda_kernel(n: int, precision: Precision, region: Region) -> float:
+    """``C = A @ B`` on the GPU (cuBLAS; TF32 left at torch's default, off for matmul)."""
+    import torch
+
+    device = cuda_device()
+    dtype = getattr(torch, real_dtype(precision))
+    rng = np.random.default_rng(0)
+    a_np = rng.random((n, n)).astype(real_dtype(precision))
+    b_np = rng.random((n, n)).astype(real_dtype(precision))
+    a = torch.from_numpy(a_np).to(device=device, dtype=dtype)
+    b = torch.from_numpy(b_np).to(device=device, dtype=dtype)
+    torch.matmul(a, b)  # warm-up: cuBLAS handle and kernel selection
+    with timed(region, device):
+        c = torch.matmul(a, b)
+    return gemm.freivalds_error(a_np, b_np, c.cpu().numpy())
+
+
+def triad_cuda_kernel(n: int, precision: Precision, region: Region) -> float:
+    """STREAM-like triad on the GPU, SWEEPS times; max relative error vs float64."""
+    import torch
+
+    device = cuda_device()
+    rng = np.random.default_rng(0)
+    b_np = rng.random(n).astype(real_dtype(precision))
+    c_np = rng.random(n).astype(real_dtype(precision))
+    b, c = (torch.from_numpy(x).to(device) for x in (b_np, c_np))
+    a = torch.empty_like(b)
+    s = float(np.dtype(real_dtype(precision)).type(3.0 / 7.0))
+    torch.mul(c, s, out=a)
+    with timed(region, device):
+        for _ in range(stream.SWEEPS):
+            torch.mul(c, s, out=a)
+            a.add_(b)
+    ref = b_np.astype(np.float64) + s * c_np.astype(np.float64)
+    got = a.cpu().numpy().astype(np.float64)
+    return float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
+
+
+def _cuda_training(kernel: Any, size: int, precision: Precision, region: Region) -> float:
+    return float(kernel(size, precision, region, device=cuda_device()))
+
+
+APPS = (
+    replace(
+        gemm.APPS[0],
+        name="gemm-cuda",
+        summary="dense matrix multiply on a CUDA device (torch, CUDA events)",
+        kernel=gemm_cuda_kernel,
+        default_size=4096,
+        device=Device.CUDA,
+    ),
+    replace(
+        stream.APPS[0],
+        name="triad-cuda",
+        summary="STREAM-like triad on a CUDA device (torch, CUDA events)",
+        kernel=triad_cuda_kernel,
+        default_size=64_000_000,
+        device=Device.CUDA,
+    ),
+    *(
+        replace(
+            info,
+            name=f"{info.name}-cuda",
+            summary=info.summary.replace("(torch)", "(torch, CUDA device)"),
+            kernel=partial(_cuda_training, kernel),
+            device=Device.CUDA,
+        )
+        for info, kernel in zip(
+            training.APPS, (training.conv_kernel, training.linear_kernel), strict=True
+        )
+    ),
+)

@@ -1,0 +1,124 @@
+"""Text and pictures of a machine comparison: markdown tables and a roofline PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hpcprof.analysis import MODEL, CompareRow, Width, ceiling
+from hpcprof.machines import Machine, MemoryKind, Peak
+from hpcprof.report import SummaryRow, _fmt
+
+
+def machines_markdown(machines: Sequence[Machine], memory: MemoryKind | None = None) -> str:
+    """Table of the machines' ceilings and sources."""
+    lines = [
+        "| machine | cores | GHz | FP64 GFLOP/s | FP32 GFLOP/s | FP16 GFLOP/s | FP64 matrix"
+        " | memory | GB/s | source |",
+        "|" + "---|" * 10,
+    ]
+    for m in machines:
+        mem = m.memory(memory if any(x.kind is memory for x in m.memories) else None)
+        lines.append(
+            f"| {m.name} | {m.cores or 'n/a'} | {_fmt(m.clock_ghz)} | {_fmt(m.peak(Peak.FP64))}"
+            f" | {_fmt(m.peak(Peak.FP32))} | {_fmt(m.peak(Peak.FP16))}"
+            f" | {_fmt(m.peak(Peak.FP64_MATRIX))} | {mem.kind.value} | {_fmt(mem.bandwidth_gbs)}"
+            f" | {m.source} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def compare_markdown(rows: Sequence[CompareRow], machines: Sequence[Machine]) -> str:
+    """One line per app and precision: intensity, then per machine the roof, bound and
+    predicted time ratio against the first machine; the model is stated below the table."""
+    names = [m.name for m in machines]
+    head = "| app | precision | FLOP/byte | measured GFLOP/s | host % of roof |"
+    sep = "|---|---|---|---|---|"
+    for n in names:
+        head += f" {n} roof GFLOP/s | {n} bound |"
+        sep += "---|---|"
+        if n != names[0]:
+            head += f" T({n})/T({names[0]}) |"
+            sep += "---|"
+    lines = [head, sep]
+    keyed: dict[tuple[str, str], dict[str, CompareRow]] = {}
+    for r in rows:
+        keyed.setdefault((r.app, r.precision), {})[r.machine] = r
+    for (app, prec), per in keyed.items():
+        first = next(iter(per.values()))
+        line = (
+            f"| {app} | {prec} | {_fmt(first.intensity, '.3g')} | {_fmt(first.measured_gflops)}"
+            f" | {_fmt(first.host_fraction, '.1%')} |"
+        )
+        for n in names:
+            r = per[n]
+            line += f" {_fmt(r.attainable_gflops)} | {r.bound.value if r.bound else 'n/a'} |"
+            if n != names[0]:
+                line += f" {_fmt(r.ratio, '.3f')} |"
+        lines.append(line)
+    lines.append("")
+    lines.append(f"Model: {MODEL}.")
+    return "\n".join(lines) + "\n"
+
+
+def plot_roofline(
+    summary: Sequence[SummaryRow],
+    compared: Sequence[CompareRow],
+    machines: Sequence[Machine],
+    path: Path,
+    *,
+    memory: MemoryKind | None = None,
+) -> None:
+    """Log-log roofline of each machine (FP64 solid, FP32 dashed) with every app placed at
+    its arithmetic intensity and measured GFLOP/s (atomic PNG write, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    intensities = [r.intensity for r in compared if r.intensity]
+    lo = min([*intensities, 0.05]) / 2
+    hi = max([*intensities, 100.0]) * 2
+    xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    fig, ax = plt.subplots(figsize=(8.0, 5.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, m in enumerate(machines):
+        mem = m.memory(memory if any(x.kind is memory for x in m.memories) else None)
+        color = colors[i % len(colors)]
+        for width, style in ((Width.FP64, "-"), (Width.FP32, "--")):
+            peak = ceiling(m, width)
+            if peak is None:
+                continue
+            ax.plot(
+                xs,
+                [min(peak, x * mem.bandwidth_gbs) for x in xs],
+                style,
+                color=color,
+                lw=1.5,
+                label=f"{m.name} {width.value} ({mem.kind.value} {mem.bandwidth_gbs:.0f} GB/s)",
+            )
+    markers = {"float64": "o", "float32": "s"}
+    placed = [(r, r.intensity, r.gflops) for r in summary if r.intensity and r.gflops]
+    for r, x, y in placed:
+        ax.scatter(x, y, marker=markers.get(r.precision, "^"), color="black")
+        ax.annotate(
+            f"{r.app} {r.precision.replace('float', 'f')}",
+            (x, y),
+            textcoords="offset points",
+            xytext=(4, 3),
+            fontsize=7,
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ymin = min([y for _, _, y in placed] + [1.0]) / 3
+    ax.set_ylim(bottom=max(ymin, 1e-3))
+    ax.set_xlim(lo, hi)
+    ax.set_xlabel("arithmetic intensity [FLOP/byte]")
+    ax.set_ylabel("GFLOP/s (points: measured on this host)")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

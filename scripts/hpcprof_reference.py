@@ -1,0 +1,66 @@
+"""Regenerate the hpcprof reference report under results/reference/hpcprof/.
+
+Runs, on this machine: the built-in CPU suite under the timer backend (default sizes), the
+callgrind backend (small sizes, where valgrind is installed), ``hpcprof compare`` for
+Knights Landing 7250 -> Knights Mill 7295 (and the GPU models), and ``hpcprof bits-needed``.
+Keeps only markdown and PNGs (a few hundred KB); run directories go to a temporary folder.
+
+Usage: make reference   (or .venv/bin/python scripts/hpcprof_reference.py [--quick])
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "results" / "reference" / "hpcprof"
+HPCPROF = [sys.executable, "-m", "hpcprof.cli"]
+
+
+def hp(*args: str) -> str:
+    """Run one hpcprof command; its stdout."""
+    proc = subprocess.run([*HPCPROF, *args], capture_output=True, text=True, check=False, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"hpcprof {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
+    return proc.stdout
+
+
+def main(quick: bool) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="hpcprof-ref-"))
+    sizes = "small" if quick else "default"
+    parts = ["# hpcprof reference results\n"]
+    timer = Path(hp("run", "--sizes", sizes, "--backend", "timer", "-r", "3", "--warmup", "1",
+                    "--out", str(scratch), "-q").strip().splitlines()[-1])  # fmt: skip
+    parts += [f"## Built-in suite, timer backend, {sizes} sizes\n", hp("report", str(timer)), ""]
+    shutil.copy(timer / "fp64_share.png", OUT / "timer_fp64_share.png")
+    cmp_text = hp("compare", str(timer), "--machines", "knl-7250,knm-7295,a100,h100")
+    parts += ["## Knights Landing 7250 -> Knights Mill 7295 (and A100, H100) predictions\n",
+              cmp_text.split("\n", 2)[2], ""]  # fmt: skip
+    shutil.copy(timer / "roofline.png", OUT / "roofline_knl_knm.png")
+    if shutil.which("valgrind") and shutil.which("objdump"):
+        # The C apps: callgrind counts their measured region only (Python kernels would
+        # count the interpreter and take many minutes under valgrind).
+        c_apps = [a for arg in ("triad-c", "gemm-c", "cg-c", "stencil-c") for a in ("--app", arg)]
+        cg = Path(hp("run", *c_apps, "--sizes", "small", "--backend", "callgrind", "-r", "1",
+                     "--warmup", "0", "--out", str(scratch), "-q").strip().splitlines()[-1])  # fmt: skip
+        parts += ["## C apps, callgrind backend (counted FLOPs), small sizes\n",
+                  hp("report", str(cg)), ""]  # fmt: skip
+        shutil.copy(cg / "fp64_share.png", OUT / "callgrind_fp64_share.png")
+    bits_dir = scratch / "bits"
+    bits = hp("bits-needed", "--out", str(bits_dir), "-q", *(["--step", "4"] if quick else []))
+    parts += ["## Mantissa bits needed\n", bits.split("\n", 2)[2], ""]
+    shutil.copy(bits_dir / "bits_needed.png", OUT / "bits_needed.png")
+    host = timer / "host.json"
+    parts += ["## Host\n", "```json", host.read_text().strip(), "```", ""]
+    (OUT / "README.md").write_text("\n".join(parts), encoding="utf-8")
+    shutil.rmtree(scratch, ignore_errors=True)
+    print(OUT / "README.md")
+
+
+if __name__ == "__main__":
+    main(quick="--quick" in sys.argv[1:])
