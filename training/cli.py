@@ -180,6 +180,11 @@ def _shared_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="carrier: quantize inputs and sum; rank/ring/torus: round every partial sum."),
         click.option("--headroom", type=click.IntRange(min=0), default=None,
                      help="APS headroom bits [default: ceil(log2 workers)]."),
+        click.option("--batchnorm", type=click.Choice(["plain", "sync", "ghost"]), default="plain",
+                     show_default=True,
+                     help="Batch-norm statistics: per worker, synchronized across workers, or ghost."),
+        click.option("--ghost-batch-size", type=click.IntRange(min=1), default=None,
+                     help="Virtual batch size of --batchnorm ghost."),
         click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True),
         click.option("--warmup-epochs", type=click.FloatRange(min=0), default=1.0, show_default=True),
         click.option("--legw", is_flag=True, help="LEGW: sqrt LR scaling, warmup grows with the batch."),
@@ -218,6 +223,8 @@ def _shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig
             device=Device(opts["device"]),
             backend=Backend(opts["backend"]),
             timeout_s=opts["timeout_s"],
+            batchnorm=opts["batchnorm"],
+            ghost_batch_size=opts["ghost_batch_size"],
         )
     except ValueError as exc:
         raise StudyUsageError(str(exc)) from None

@@ -24,6 +24,7 @@ from typing import Any
 from precision.formats import FloatFormat
 from precision.registry import parse as parse_format
 from precision.rounding import RoundingMode
+from training.models import BatchNormMode
 
 SCHEMA_VERSION = 1
 
@@ -139,6 +140,9 @@ class RunConfig:
         device: cpu, cuda or auto.
         backend: gloo, nccl or auto.
         timeout_s: process-group timeout; a hung collective fails after this long.
+        batchnorm: batch-norm statistics per worker (plain), synchronized across workers
+            (sync; works on CPU too) or over virtual sub-batches (ghost).
+        ghost_batch_size: virtual batch size of ghost batch norm (per worker).
         schema: version of this layout.
     """
 
@@ -159,13 +163,18 @@ class RunConfig:
     device: Device = Device.AUTO
     backend: Backend = Backend.AUTO
     timeout_s: float = 60.0
+    batchnorm: BatchNormMode = BatchNormMode.PLAIN
+    ghost_batch_size: int | None = None
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rounding", RoundingMode.parse(self.rounding))
         object.__setattr__(self, "device", Device(self.device))
         object.__setattr__(self, "backend", Backend(self.backend))
+        object.__setattr__(self, "batchnorm", BatchNormMode(self.batchnorm))
         object.__setattr__(self, "arms", tuple(self.arms))
+        if self.batchnorm is BatchNormMode.GHOST and not self.ghost_batch_size:
+            raise ConfigError("batchnorm=ghost needs ghost_batch_size (e.g. 16)")
         if self.schema != SCHEMA_VERSION:
             raise ConfigError(f"config schema {self.schema}: this version reads {SCHEMA_VERSION}")
         if not self.arms:
@@ -224,7 +233,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (enums as their values)."""
         d = dataclasses.asdict(self)
-        for key in ("rounding", "device", "backend"):
+        for key in ("rounding", "device", "backend", "batchnorm"):
             d[key] = getattr(self, key).value
         return d
 

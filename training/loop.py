@@ -217,6 +217,8 @@ def train_arm(
         in_channels=sample_shape[0],
         num_classes=data.num_classes,
         image_size=sample_shape[1],
+        batchnorm=cfg.batchnorm,
+        ghost_batch_size=cfg.ghost_batch_size,
     ).to(ctx.device)
     optimizer = build_optimizer(arm.optimizer, param_groups(model, cfg.weight_decay), lr=arm.lr)
     shard = ShardSpec(rank=ctx.rank, world_size=ctx.world_size, seed=arm.seed, drop_last=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from training.cli import main
+from training.config import RunConfig
 from training.distributed import KILL_HOOK_ENV
+from training.models import BatchNormMode
 
 SMALL = ["--dataset", "synthetic", "--epochs", "2", "--batch-size", "64", "--lr", "0.1"]
 
@@ -41,6 +44,8 @@ def _run(args: list[str]) -> tuple[int, str]:
         (["run", "--batch-size", "33"], "divisible"),
         (["run", "--arms", "float32,bogus"], "bogus"),
         (["run", "--dataset", "mnist"], "--data-dir"),
+        (["run", "--batchnorm", "ghost"], "ghost_batch_size"),
+        (["run", "--batchnorm", "odd"], "--batchnorm"),
         (["sweep", "--bits", "4,x"], "--bits"),
         (["sweep", "--optimizers", "nope"], "--optimizers"),
         (["report", "/nonexistent/run"], "RUN_DIR"),
@@ -121,3 +126,15 @@ def test_sweep_is_resumable(tmp_path: Path) -> None:
     assert (root / "accuracy_vs_bits.png").exists() and (root / "accuracy_vs_batch.png").exists()
     code, out = _run(args)
     assert code == 0 and out.count("skipped") == 2, out
+
+
+@pytest.mark.distributed
+def test_synchronized_batchnorm_run_records_its_mode(tmp_path: Path) -> None:
+    code, out = _run(
+        ["run", "--dataset", "synthetic", "--model", "cnn", "--batchnorm", "sync", "--epochs", "1",
+         "--arms", "float32", "--output-dir", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0, out
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    assert cfg.batchnorm is BatchNormMode.SYNC
