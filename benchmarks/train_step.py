@@ -5,7 +5,8 @@ most 1.3x the float32 step. Trains float32 and e3m0+APS arms with the real loop
 (``training.loop.run_study``, 2 workers on the digits data) for each model and for the
 carrier and ring (ordered, rounding every partial sum) reductions, takes the median step time
 after the first epoch (which pays the quantization kernel's compilation), prints the ratios
-and writes results/benchmarks/train_step.csv atomically.
+(a missed target is reported, not an error) and writes results/benchmarks/train_step.csv
+atomically.
 
 Usage: python benchmarks/train_step.py [--models mlp,cnn] [--workers 2] [--epochs 3]
 """
@@ -72,9 +73,12 @@ def main() -> int:
                     "target": TARGET if reduction == "carrier" else None,
                 }
             )
+            verdict = ""
+            if reduction == "carrier":
+                verdict = f" (target <= {TARGET}: {'ok' if ratio <= TARGET else 'MISSED'})"
             print(
                 f"{model:>5} {reduction:>7}: float32 {ms['float32']:.2f} ms/step, "
-                f"e3m0+APS {ms['e3m0-aps']:.2f} ms/step, ratio {ratio:.2f}x",
+                f"e3m0+APS {ms['e3m0-aps']:.2f} ms/step, ratio {ratio:.2f}x{verdict}",
                 flush=True,
             )
     write_csv(OUT, pd.DataFrame(rows))

@@ -15,6 +15,10 @@ Algorithm (one step, per parameter tensor ``l``):
 3. ``shift_l = fmt.emax - E_l``, clamped so ``2**shift_l`` and ``2**-shift_l`` are normal
    numbers of the working dtype.
 4. The caller quantizes ``g_l * 2**shift_l``, reduces, and multiplies by ``2**-shift_l``.
+   For a float format the two multiplies can be folded into the format itself:
+   :func:`shifted_format` is ``fmt`` with its exponent bias raised by ``shift_l``, whose
+   values are those of ``fmt`` times ``2**-shift_l``, so rounding ``g_l`` to it is rounding
+   ``g_l * 2**shift_l`` to ``fmt`` and scaling back (see :func:`shifted_format`).
 
 Everything here is pure: the MAX exchange goes through a callable the caller passes in.
 Exponents travel as floats with two sentinels: ``-inf`` for an all-zero tensor (any shift is
@@ -24,6 +28,8 @@ is meaningful; the layer is reported as non-finite, never silently given a shift
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +48,7 @@ __all__ = [
     "format_emax",
     "local_exponents",
     "shift_bounds",
+    "shifted_format",
     "shifts_from_exponents",
 ]
 
@@ -231,3 +238,45 @@ def apply_shifts(
     for (a, b), s in zip(bounds, shifts, strict=True):
         if s and b > a:
             flat[a:b].mul_(math.ldexp(1.0, sign * s))
+
+
+@functools.lru_cache(maxsize=4096)
+def shifted_format(fmt: Format, shift: int, dtype: torch.dtype) -> FloatFormat | None:
+    """``fmt`` with its exponent bias raised by ``shift``, or None where that cannot stand in
+    for the multiply of step 4.
+
+    Every value of the result is the matching value of ``fmt`` times ``2**-shift``, and its
+    overflow and underflow thresholds move with them, so for a tensor ``g`` of ``dtype``::
+
+        quantize(g, shifted_format(fmt, s, dtype)) == quantize(g * 2**s, fmt) * 2**-s
+
+    in every rounding mode (stochastic with the same generator state), bit for bit, whenever
+    ``g * 2**s`` is exact in ``dtype`` (the multiply neither overflows nor lands in its
+    subnormals; where it does, the shifted format rounds once where the multiply path rounded
+    twice). Sums scale the same way, so a reduction can stay in the unscaled domain and skip
+    both multiplies.
+
+    Args:
+        fmt: the communication format.
+        shift: the layer's APS shift.
+        dtype: working dtype of the tensors to round.
+
+    Returns:
+        The shifted format; None for a format that is not a :class:`FloatFormat`, or when the
+        shifted format would be invalid, not exactly representable in ``dtype``, or have
+        normal numbers below ``dtype``'s normal range (the float32 rounding kernel needs
+        them inside it; see ``precision.quantize``).
+    """
+    if not isinstance(fmt, FloatFormat):
+        return None
+    if shift == 0:
+        return fmt
+    try:
+        out = dataclasses.replace(fmt, bias=fmt.exponent_bias + shift, name=None)
+    except ValueError:  # leaves float64's range
+        return None
+    tiny_exponent = math.frexp(torch.finfo(dtype).tiny)[1] - 1
+    names = {torch.float32: "float32", torch.float64: "float64"}
+    if dtype not in names or not out.fits_in(names[dtype]) or out.emin < tiny_exponent:
+        return None
+    return out

@@ -1,7 +1,7 @@
 """Low-precision gradient all-reduce on real torch.distributed process groups.
 
-Gradients are quantized with :func:`precision.quantize.quantize` (the one rounding core)
-and summed in an emulated format, optionally scaled per layer by Auto-Precision-Scaling
+Gradients are quantized in place with :func:`precision.quantize.quantize_` (the in-place
+form of the one rounding core) and summed in an emulated format, optionally scaled per layer by Auto-Precision-Scaling
 (:mod:`precision.aps`). Two entry points:
 
 * :func:`all_reduce_gradients` averages ``.grad`` in place after ``backward()``;

@@ -1,13 +1,16 @@
 """The distributed side of each reduction: torch.distributed calls, nothing else.
 
 Each function returns the same bits as its pure counterpart in :mod:`.ordered` and the same
-result on every rank. Data travels in the working dtype (float32 for formats that fit it):
+result on every rank. The reductions work in place in the quantized input (which they
+overwrite) and move data with point-to-point ring steps straight into its chunks, so the
+only new buffers are one chunk to receive into (ring) or the other workers' tensors (rank). Data travels in the working dtype (float32 for formats that fit it):
 gloo cannot reduce float8 dtypes, and every value of the format is exact in float32.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +20,9 @@ import torch.distributed as dist
 from precision.collectives.ordered import (
     Rounder,
     Stage,
+    accumulate_,
     pad_to,
     padded_chunk,
-    rank_sum,
     square_grid,
 )
 
@@ -69,57 +72,90 @@ def all_reduce_max(x: torch.Tensor, group: Any, device: torch.device) -> torch.T
     return y.cpu()
 
 
-def rank_reduce(q: torch.Tensor, r: Rounder, group: Any) -> torch.Tensor:
-    """``Reduction.RANK``: all-gather every worker's tensor, sum in rank order locally."""
-    w = dist.get_world_size(group)
-    gathered = q.new_empty(w * q.numel())
-    dist.all_gather(list(gathered.view(w, -1).unbind(0)), q.contiguous(), group=group)
-    return rank_sum(list(gathered.view(w, -1).unbind(0)), r)
+def _exchange(send: torch.Tensor, recv: torch.Tensor, group: Any, dst: int, src: int) -> None:
+    """Send ``send`` to member ``dst`` while receiving ``recv`` from member ``src``."""
+    ops = [
+        dist.P2POp(dist.isend, send, group=group, group_peer=dst),
+        dist.P2POp(dist.irecv, recv, group=group, group_peer=src),
+    ]
+    for work in dist.batch_isend_irecv(ops):
+        work.wait()
 
 
-def _ring_reduce_scatter(
-    padded: torch.Tensor, r: Rounder, group: Any, stage: Stage, group_id: int
-) -> torch.Tensor:
-    """Reduce-scatter around the ring of ``group``; returns this member's chunk.
+def _ring_all_gather_(chunks: Sequence[torch.Tensor], group: Any) -> None:
+    """Fill ``chunks[k]`` with member ``k``'s copy, in place (this member's is already there).
 
-    At step ``s`` member ``i`` sends chunk ``(i-1-s) mod P`` to ``i+1`` and adds its own
-    copy of chunk ``(i-2-s) mod P`` to what it receives from ``i-1``.
+    At step ``s`` member ``i`` passes chunk ``(i-s) mod P`` on to ``i+1`` and receives chunk
+    ``(i-1-s) mod P`` from ``i-1`` straight into its slot: no gather buffer, no copies.
     """
-    p = dist.get_world_size(group)
-    i = dist.get_rank(group)
-    chunks = padded.view(p, -1)
-    send = chunks[(i - 1) % p]
-    if p == 1:
-        return send.clone()
+    p, i = dist.get_world_size(group), dist.get_rank(group)
     for s in range(p - 1):
-        recv = torch.empty_like(send)
-        ops = [
-            dist.P2POp(dist.isend, send.contiguous(), group=group, group_peer=(i + 1) % p),
-            dist.P2POp(dist.irecv, recv, group=group, group_peer=(i - 1) % p),
-        ]
-        for work in dist.batch_isend_irecv(ops):
-            work.wait()
+        _exchange(chunks[(i - s) % p], chunks[(i - 1 - s) % p], group, (i + 1) % p, (i - 1) % p)
+
+
+def rank_reduce(q: torch.Tensor, r: Rounder, group: Any) -> torch.Tensor:
+    """``Reduction.RANK``: gather every worker's tensor, sum in rank order locally.
+
+    Inherent cost: every worker receives the ``W - 1`` other tensors (twice the traffic of a
+    ring all-reduce) into one new buffer of ``(W - 1) * n`` elements, and performs all
+    ``W - 1`` rounded additions over the whole tensor (a ring splits them ``W`` ways).
+    ``q`` is overwritten.
+    """
+    w, me = dist.get_world_size(group), dist.get_rank(group)
+    if w == 1 or q.numel() == 0:
+        return q
+    others = q.new_empty((w - 1, q.numel()))
+    parts = list(others.unbind(0))
+    parts.insert(me, q.contiguous())
+    _ring_all_gather_(parts, group)
+    keys = [(int(Stage.RANK), k) for k in range(1, w)]
+    return accumulate_(parts[0], parts[1:], r, keys)
+
+
+def _ring_reduce_scatter_(
+    chunks: Sequence[torch.Tensor], r: Rounder, group: Any, stage: Stage, group_id: int, offset: int
+) -> None:
+    """Reduce-scatter around the ring of ``group``, in place: afterwards ``chunks[i]`` of
+    member ``i`` holds the rounded sum of chunk ``i`` (the other chunks hold partial sums).
+
+    At step ``s`` member ``i`` sends chunk ``(i-1-s) mod P`` to ``i+1`` and adds what it
+    receives from ``i-1`` to its own copy of chunk ``c = (i-2-s) mod P``, which it sends on
+    at the next step. Chunks hold flat elements from ``offset + c * len(chunk)``.
+    """
+    p, i = dist.get_world_size(group), dist.get_rank(group)
+    if p == 1:
+        return
+    m = chunks[0].numel()
+    recv = torch.empty_like(chunks[0])
+    send = chunks[(i - 1) % p]
+    for s in range(p - 1):
+        _exchange(send, recv, group, (i + 1) % p, (i - 1) % p)
         c = (i - 2 - s) % p
-        send = r.add(recv, chunks[c], stage, group_id, c, s + 1)
-    return send
-
-
-def _all_gather_flat(chunk: torch.Tensor, group: Any) -> torch.Tensor:
-    p = dist.get_world_size(group)
-    out = chunk.new_empty(p * chunk.numel())
-    dist.all_gather(list(out.view(p, -1).unbind(0)), chunk.contiguous(), group=group)
-    return out
+        r.add_(chunks[c], recv, stage, group_id, c, s + 1, offset=offset + c * m)
+        send = chunks[c]
 
 
 def ring_allreduce(
-    q: torch.Tensor, r: Rounder, group: Any, stage: Stage = Stage.RING, group_id: int = 0
+    q: torch.Tensor,
+    r: Rounder,
+    group: Any,
+    stage: Stage = Stage.RING,
+    group_id: int = 0,
+    offset: int = 0,
 ) -> torch.Tensor:
-    """``Reduction.RING``: ring reduce-scatter with rounding at each step, then all-gather."""
+    """``Reduction.RING``: ring reduce-scatter with rounding at each step, then a ring
+    all-gather, both in place in ``q`` (in a zero-padded copy when ``W`` does not divide
+    its length). ``q`` holds flat elements from ``offset``."""
     p = dist.get_world_size(group)
     n = q.numel()
     m = padded_chunk(n, p)
-    mine = _ring_reduce_scatter(pad_to(q, m * p), r, group, stage, group_id)
-    return _all_gather_flat(mine, group)[:n]
+    if n == 0:
+        return q
+    padded = pad_to(q.contiguous(), m * p)
+    chunks = list(padded.view(p, m).unbind(0))
+    _ring_reduce_scatter_(chunks, r, group, stage, group_id, offset)
+    _ring_all_gather_(chunks, group)
+    return padded[:n]
 
 
 @dataclass(frozen=True)
@@ -159,6 +195,14 @@ def torus_allreduce(q: torch.Tensor, r: Rounder, t: TorusGroups) -> torch.Tensor
     cols = t.grid[1]
     n = q.numel()
     m = padded_chunk(n, cols)
-    mine = _ring_reduce_scatter(pad_to(q, m * cols), r, t.row_group, Stage.TORUS_ROW, t.row)
-    mine = ring_allreduce(mine, r, t.col_group, Stage.TORUS_COL, t.col)
-    return _all_gather_flat(mine, t.row_group)[:n]
+    if n == 0:
+        return q
+    padded = pad_to(q.contiguous(), m * cols)
+    chunks = list(padded.view(cols, m).unbind(0))
+    _ring_reduce_scatter_(chunks, r, t.row_group, Stage.TORUS_ROW, t.row, 0)
+    mine = chunks[t.col]
+    summed = ring_allreduce(mine, r, t.col_group, Stage.TORUS_COL, t.col, t.col * m)
+    if summed.data_ptr() != mine.data_ptr():
+        mine.copy_(summed)
+    _ring_all_gather_(chunks, t.row_group)
+    return padded[:n]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -11,8 +12,16 @@ import torch.distributed as dist
 from torch import nn
 
 from precision import aps
-from precision.collectives import comm
-from precision.collectives.ordered import Rounder, Stage, rank_sum, ring_sum, square_grid, torus_sum
+from precision.collectives import comm, telemetry
+from precision.collectives.ordered import (
+    Rounder,
+    Stage,
+    plan_layout,
+    rank_sum,
+    ring_sum,
+    square_grid,
+    torus_sum,
+)
 from precision.collectives.state import (
     LayerStats,
     LowPrecisionState,
@@ -44,43 +53,28 @@ def _bounds(sizes: Iterable[int]) -> Bounds:
     return out
 
 
-def _rel_errors(got: torch.Tensor, ref: torch.Tensor, bounds: Bounds) -> list[float]:
-    out = []
-    for a, b in [*bounds, (0, got.numel())]:
-        d = torch.linalg.vector_norm((got[a:b] - ref[a:b]).double())
-        nr = torch.linalg.vector_norm(ref[a:b].double())
-        out.append(float(d / nr) if nr > 0 else (0.0 if d == 0 else math.inf))
-    return out
-
-
 def layer_amax(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:
     """``max|x[a:b]|`` per layer as a float64 CPU vector (NaN if the layer holds NaN)."""
-    vals = []
-    for a, b in bounds:
-        if b > a:
-            lo, hi = torch.aminmax(x[a:b])
-            vals.append(torch.maximum(-lo, hi).to(torch.float64))
-        else:
-            vals.append(torch.zeros((), dtype=torch.float64, device=x.device))
-    return torch.stack(vals).cpu() if vals else torch.empty(0, dtype=torch.float64)
+    return telemetry.layer_amax(x, bounds)
 
 
 def _plan(
     fmt: Format,
-    amax: torch.Tensor,
+    amax: Callable[[], torch.Tensor],
     state: LowPrecisionState,
     world: int,
     cache_key: object,
     reduce_max: Callable[[torch.Tensor], torch.Tensor] | None,
     dtype: torch.dtype,
 ) -> tuple[aps.ShiftPlan, bool]:
-    """APS steps 1-3 from local maxima, or the cached plan while ``reuse_shifts`` allows."""
+    """APS steps 1-3 from local maxima (``amax()``, called only when the plan is
+    recomputed), or the cached plan while ``reuse_shifts`` allows."""
     cached = state._shift_cache.get(cache_key)
     if cached is not None and cached[1] > 0:
         state._shift_cache[cache_key] = (cached[0], cached[1] - 1)
         return cached[0], False
     room = aps.default_headroom(world) if state.headroom is None else state.headroom
-    e = aps.exponents_from_amax(amax, room)
+    e = aps.exponents_from_amax(amax(), room)
     plan = aps.shifts_from_exponents(reduce_max(e) if reduce_max else e, fmt, dtype)
     if state.reuse_shifts:
         state._shift_cache[cache_key] = (plan, state.reuse_shifts)
@@ -93,30 +87,6 @@ def _raise_nonfinite(layers: Sequence[int]) -> None:
         "skip the step or lower the loss scale (nonfinite=NonFinitePolicy.REPORT reduces "
         "them unscaled and flags them instead)"
     )
-
-
-def _count_beyond(
-    x: torch.Tensor, bounds: Bounds, amax: Sequence[float], top: float, finite_only: bool
-) -> list[float]:
-    """Fraction of elements with ``|x| > top`` per layer (Inf counted unless
-    ``finite_only``); layers whose maximum shows there are none are skipped."""
-    out = []
-    for (a, b), m in zip(bounds, amax, strict=True):
-        if b == a or m <= top:
-            out.append(0.0)
-            continue
-        seg = x[a:b]
-        hit = seg.abs() > top
-        if finite_only:
-            hit &= torch.isfinite(seg)
-        out.append(int(hit.count_nonzero()) / (b - a))
-    return out
-
-
-def _nonfinite_layers(out: torch.Tensor, bounds: Bounds) -> list[bool]:
-    if math.isfinite(float(out.sum())):  # one cheap pass; Inf/NaN (or overflow) -> check
-        return [False] * len(bounds)
-    return [not bool(torch.isfinite(out[a:b]).all()) for a, b in bounds]
 
 
 def reduce_flat(
@@ -151,13 +121,13 @@ def reduce_flat(
     exchanged, nonfinite_in = False, [False] * n
     stats: dict[str, list[float]] = {}
     if fmt is None:
-        out = comm.all_reduce(work, group)
+        out = comm.all_reduce(work, group).div_(world)
     else:
         if state.loss_scale != 1.0:
             work.mul_(state.loss_scale)
-        amax = layer_amax(work, bounds) if state.aps or state.telemetry else None
-        scaled_amax = amax.tolist() if amax is not None else []
-        if state.aps and amax is not None:
+        amax = functools.cache(lambda: layer_amax(work, bounds))
+        plan = None
+        if state.aps:
             plan, exchanged = _plan(
                 fmt,
                 amax,
@@ -170,33 +140,34 @@ def reduce_flat(
             if plan.any_nonfinite and state.nonfinite is NonFinitePolicy.RAISE:
                 _raise_nonfinite([i for i, f in enumerate(plan.nonfinite) if f])
             exps, shifts, nonfinite_in = plan.exponents, plan.shifts, list(plan.nonfinite)
-            aps.apply_shifts(work, bounds, plan.shifts)
-            scaled_amax = [math.ldexp(m, s) for m, s in zip(scaled_amax, plan.shifts, strict=True)]
-        r = Rounder(fmt, state.rounding, (state.seed, state.step, bucket))
-        q = r.quantize(work, Stage.INPUT, rank)
-        top = _top(fmt)
+        layout = plan_layout(fmt, bounds, plan.shifts if plan else None, work.dtype)
+        aps.apply_shifts(work, bounds, layout.multiply)
+        r = Rounder(fmt, state.rounding, (state.seed, state.step, bucket), layout.segments)
+        # the format's largest value per layer, in the domain each layer is rounded in
+        tops = [math.ldexp(_top(fmt), -c) for c in layout.carried]
         if state.telemetry:
-            stats["underflow"] = [
-                (int(work[a:b].count_nonzero()) - int(q[a:b].count_nonzero())) / (b - a)
-                if b > a
-                else 0.0
-                for a, b in bounds
-            ]
-            stats["overflow"] = _count_beyond(work, bounds, scaled_amax, top, True)
+            mults = layout.multiply
+            scaled = [math.ldexp(m, s) for m, s in zip(amax().tolist(), mults, strict=True)]
+            stats["overflow"] = telemetry.count_above(work, bounds, scaled, tops)
+            before = telemetry.nonzero_counts(work, bounds)
+        q = r.round_(work, Stage.INPUT, rank)
+        if state.telemetry:
+            lost = [x - y for x, y in zip(before, telemetry.nonzero_counts(q, bounds), strict=True)]
+            stats["underflow"] = telemetry.fractions(lost, bounds)
         out = _reduce_quantized(q, r, state, group)
         if state.telemetry:
             out_amax = layer_amax(out, bounds).tolist()
-            stats["saturated"] = _count_beyond(out, bounds, out_amax, math.nextafter(top, 0), False)
-        finish(out, bounds, shifts, state, world)
-    if fmt is None:
-        out.div_(world)
-    nonfinite = [f or g for f, g in zip(nonfinite_in, _nonfinite_layers(out, bounds), strict=True)]
+            stats["saturated"] = telemetry.count_at_least(out, bounds, out_amax, tops)
+        finish(out, bounds, layout.multiply, state, world)
+    nonfinite = [
+        f or g for f, g in zip(nonfinite_in, telemetry.nonfinite_layers(out, bounds), strict=True)
+    ]
     if any(nonfinite) and state.nonfinite is NonFinitePolicy.RAISE:
         _raise_nonfinite([i for i, f in enumerate(nonfinite) if f])
     errs: list[float] | None = None
     if state.measure_error:
         ref = comm.all_reduce(orig, group).div_(world) if orig is not None else out
-        errs = _rel_errors(out, ref, bounds)
+        errs = telemetry.rel_errors(out, ref, bounds)
     report = _report(state, bucket, world, bounds, exps, shifts, nonfinite, stats, errs, exchanged)
     return out, report
 
@@ -204,8 +175,9 @@ def reduce_flat(
 def _reduce_quantized(
     q: torch.Tensor, r: Rounder, state: LowPrecisionState, group: Any
 ) -> torch.Tensor:
+    """Sum the quantized ``q`` (overwritten) over the group as ``state.reduction`` says."""
     if state.reduction is Reduction.CARRIER:
-        return r.quantize(comm.all_reduce(q, group), Stage.RESULT)
+        return r.round_(comm.all_reduce(q, group), Stage.RESULT)
     if state.reduction is Reduction.RANK:
         return comm.rank_reduce(q, r, group)
     if state.reduction is Reduction.RING:
@@ -222,13 +194,16 @@ def finish(
     state: LowPrecisionState,
     world: int,
 ) -> None:
-    """Undo the APS shifts and the loss scale and divide by ``world``, in place.
+    """Undo the multiplied APS shifts and the loss scale and divide by ``world``, in place.
 
     One multiply per layer when the combined factor is exact (power-of-two ``world`` and
-    loss scale); otherwise the exact shift first, then the two divisions.
+    loss scale); otherwise the exact shift first, then the two divisions. With no shift to
+    undo, one pass over the whole tensor.
     """
     pow2 = world & (world - 1) == 0 and math.frexp(state.loss_scale)[0] == 0.5
     info = torch.finfo(out.dtype)
+    if not any(shifts):
+        bounds, shifts = [(0, out.numel())], [0]
     for (a, b), s in zip(bounds, shifts, strict=True):
         seg = out[a:b]
         factor = math.ldexp(1.0, -(s or 0)) / state.loss_scale / world
@@ -345,32 +320,30 @@ def reference_reduce(
     bounds = _bounds(sizes)
     works = [torch.cat([t.detach().reshape(-1).to(dt) for t in ts]) for ts in tensors]
     if fmt is None:
-        out = rank_sum_exact(works)
+        out = rank_sum_exact(works).div_(world)
     else:
         works = [w * state.loss_scale if state.loss_scale != 1.0 else w for w in works]
-        shifts: list[int | None] = [None] * len(sizes)
+        layout = plan_layout(fmt, bounds, None, dt)
         if state.aps:
             room = aps.default_headroom(world) if state.headroom is None else state.headroom
             exps = torch.stack(
                 [aps.local_exponents([w[a:b] for a, b in bounds], room) for w in works]
             )
             plan = aps.shifts_from_exponents(exps.amax(0), fmt, dt)
-            shifts = list(plan.shifts)
+            layout = plan_layout(fmt, bounds, plan.shifts, dt)
             for w in works:
-                aps.apply_shifts(w, bounds, plan.shifts)
-        r = Rounder(fmt, state.rounding, (state.seed, step, 0))
-        qs = [r.quantize(w, Stage.INPUT, k) for k, w in enumerate(works)]
+                aps.apply_shifts(w, bounds, layout.multiply)
+        r = Rounder(fmt, state.rounding, (state.seed, step, 0), layout.segments)
+        qs = [r.round_(w, Stage.INPUT, k) for k, w in enumerate(works)]
         if state.reduction is Reduction.CARRIER:
-            out = r.quantize(rank_sum_exact(qs), Stage.RESULT)
+            out = r.round_(rank_sum_exact(qs), Stage.RESULT)
         elif state.reduction is Reduction.RANK:
             out = rank_sum(qs, r)
         elif state.reduction is Reduction.RING:
             out = ring_sum(qs, r)
         else:
             out = torus_sum(qs, state.grid or square_grid(world), r)
-        finish(out, bounds, shifts, state, world)
-    if fmt is None:
-        out.div_(world)
+        finish(out, bounds, layout.multiply, state, world)
     return [out[a:b].view_as(t).to(t.dtype) for t, (a, b) in zip(tensors[0], bounds, strict=True)]
 
 

@@ -22,12 +22,15 @@ def lowp_allreduce_hook(
     1. Multiply by ``state.loss_scale`` (the global-loss-scaling baseline; 1 by default).
     2. With ``state.aps``: compute each segment's ``ceil(log2(max|g|)) + headroom`` locally,
        take the MAX over workers in one all-reduce (skipped while ``reuse_shifts`` lets the
-       last shifts stand), and multiply each segment by ``2**(fmt.emax - E)``.
-    3. Quantize to ``state.fmt`` with ``state.rounding``.
+       last shifts stand); the shift of a segment is ``fmt.emax - E``.
+    3. Quantize to ``state.fmt`` with ``state.rounding``, in place, each segment scaled by
+       ``2**shift``: a long segment of a float format is rounded to the format with its
+       bias raised by the shift (:func:`precision.aps.shifted_format`: the same bits
+       without the two multiplies), short ones are multiplied.
     4. Sum over workers as ``state.reduction`` says (carrier all-reduce with a final
        rounding, or a sum rounded after each addition in rank, ring or 2D-torus order).
-    5. Undo the shifts and the loss scale (exact for powers of two) and divide by the world
-       size: like DDP's default hook, the result is the AVERAGE gradient.
+    5. Undo the multiplied shifts and the loss scale (exact for powers of two) and divide by
+       the world size: like DDP's default hook, the result is the AVERAGE gradient.
     6. Record a :class:`ReduceReport` per bucket; when the last bucket of the step is done,
        they become ``state.last_reports`` and ``state.step`` advances.
 

@@ -1,25 +1,34 @@
-"""Summation orders of the low-precision reductions, as pure functions.
+"""Rounding plans and summation orders of the low-precision reductions, as pure functions.
 
 The distributed code and the single-process reference both call these, so a distributed
 result can be compared with the reference bit for bit. Each partial sum is formed exactly
-(or, for float32-carried formats, in float64: double rounding through 53 bits is innocuous
-for round-to-nearest into formats of at most 24 significand bits) and then rounded to the
-format with :func:`precision.quantize.quantize`.
+and then rounded to the format in place with :func:`precision.quantize.quantize_`: in the
+working dtype when every sum of two values of the format is exact there (e3m0, e4m3 in
+float32), otherwise in float64 (double rounding through 53 bits is innocuous for
+round-to-nearest into formats of at most 24 significand bits). A float64 accumulator is
+converted once per chain of additions, not once per addition.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 
 import torch
 
-from precision.formats import Format
-from precision.quantize import quantize
+from precision import aps
+from precision.formats import FixedFormat, FloatFormat, Format
+from precision.quantize import quantize_
 from precision.rounding import RoundingMode
 
 _MASK64 = (1 << 64) - 1
+#: Layers at least this long carry their APS shift in the format (saving two multiply
+#: passes); shorter ones are multiplied and rounded together in one call: each rounding
+#: call costs ~0.1-0.3 ms, as much as two multiply passes over ~2**18 elements.
+MIN_CARRIED = 1 << 18
 
 
 class Stage(IntEnum):
@@ -41,18 +50,102 @@ def _splitmix(h: int, v: int) -> int:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Elements ``start:stop`` of the flat tensor, rounded to ``fmt`` in one call."""
+
+    start: int
+    stop: int
+    fmt: Format
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the layers of one flat tensor are rounded under APS.
+
+    Attributes:
+        segments: the rounding calls; empty means one call over the whole tensor with the
+            base format (APS off).
+        multiply: per layer, the shift applied by multiplying before rounding (and undone
+            after the reduction); 0 where the segment's format carries the shift.
+        carried: per layer, the shift carried by the segment's format.
+    """
+
+    segments: tuple[Segment, ...]
+    multiply: tuple[int, ...]
+    carried: tuple[int, ...]
+
+
+def plan_layout(
+    fmt: Format,
+    bounds: Sequence[tuple[int, int]],
+    shifts: Sequence[int] | None,
+    dtype: torch.dtype,
+    min_carried: int | None = None,
+) -> Layout:
+    """Segments and shifts of one call (``shifts`` None: APS off).
+
+    A layer of at least ``min_carried`` elements is its own segment and carries its shift in
+    :func:`precision.aps.shifted_format` where that exists; every run of shorter layers is one
+    segment in ``fmt``, their shifts multiplied in (``min_carried`` None: :data:`MIN_CARRIED`,
+    read at call time). The segments depend on the sizes only, so stochastic streams (keyed
+    by segment) do not depend on which layers carry their shift.
+    """
+    n = len(bounds)
+    if shifts is None:
+        return Layout((), (0,) * n, (0,) * n)
+    min_carried = MIN_CARRIED if min_carried is None else min_carried
+    segments: list[Segment] = []
+    multiply: list[int] = []
+    carried: list[int] = []
+    run: int | None = None  # start of the current run of short layers
+    for (a, b), s in zip(bounds, shifts, strict=True):
+        if b - a < min_carried:
+            run = a if run is None else run
+            multiply.append(s)
+            carried.append(0)
+            continue
+        if run is not None:
+            segments.append(Segment(run, a, fmt))
+            run = None
+        own = aps.shifted_format(fmt, s, dtype)
+        segments.append(Segment(a, b, fmt if own is None else own))
+        multiply.append(s if own is None else 0)
+        carried.append(0 if own is None else s)
+    if run is not None:
+        segments.append(Segment(run, bounds[-1][1], fmt))
+    return Layout(tuple(segments), tuple(multiply), tuple(carried))
+
+
+def _exact_sums(fmt: Format, dtype: torch.dtype) -> bool:
+    """True when ``a + b`` is exact in ``dtype`` for all values ``a``, ``b`` of ``fmt``."""
+    info = torch.finfo(dtype)
+    p = 1 - round(math.log2(info.eps))  # significand bits
+    if isinstance(fmt, FixedFormat):
+        return fmt.word_bits + 1 <= p
+    if isinstance(fmt, FloatFormat):
+        # multiples of 2**(emin - m) below 2**(emax + 2), and 2*max_finite finite
+        span = fmt.emax - fmt.emin + fmt.mantissa_bits + 2
+        return span <= p and 2 * fmt.max_finite <= info.max
+    return False
+
+
+@dataclass(frozen=True)
 class Rounder:
-    """Rounds to ``fmt``; stochastic streams are keyed by ``base`` + a per-call key.
+    """Rounds to ``fmt`` (or per segment); stochastic streams are keyed by ``base`` + a
+    per-call key (+ the segment index).
 
     Args:
         fmt: target format.
         rounding: rounding mode.
         base: (seed, step, bucket) of the call.
+        segments: per-segment formats over the flat tensor (see :class:`Layout`); empty
+            rounds every element to ``fmt``.
     """
 
     fmt: Format
     rounding: RoundingMode
     base: tuple[int, ...]
+    segments: tuple[Segment, ...] = ()
 
     def generator(self, *key: int) -> torch.Generator | None:
         if self.rounding is not RoundingMode.STOCHASTIC:
@@ -62,13 +155,55 @@ class Rounder:
             h = _splitmix(h, v)
         return torch.Generator().manual_seed(h >> 1)
 
-    def quantize(self, x: torch.Tensor, *key: int) -> torch.Tensor:
-        return quantize(x, self.fmt, self.rounding, generator=self.generator(*key))
+    def round_(self, x: torch.Tensor, *key: int, offset: int = 0) -> torch.Tensor:
+        """Round ``x`` in place; it holds elements ``offset:offset + len(x)`` of the flat
+        tensor (elements past the last segment, i.e. zero padding, are left alone)."""
+        if not self.segments:
+            return quantize_(x, self.fmt, self.rounding, generator=self.generator(*key))
+        n = x.numel()
+        for i, seg in enumerate(self.segments):
+            lo, hi = max(seg.start - offset, 0), min(seg.stop - offset, n)
+            if lo < hi:
+                quantize_(x[lo:hi], seg.fmt, self.rounding, generator=self.generator(*key, i))
+        return x
 
-    def add(self, acc: torch.Tensor, x: torch.Tensor, *key: int) -> torch.Tensor:
-        """``round(acc + x)`` in ``acc``'s dtype, the sum formed in float64."""
-        s = acc.to(torch.float64) + x.to(torch.float64)  # no copy when already float64
-        return quantize(s, self.fmt, self.rounding, generator=self.generator(*key)).to(acc.dtype)
+    def quantize(self, x: torch.Tensor, *key: int) -> torch.Tensor:
+        """Out-of-place :meth:`round_` of a whole flat tensor."""
+        return self.round_(x.detach().clone(), *key)
+
+    @cached_property
+    def _exact(self) -> dict[torch.dtype, bool]:
+        fmts = [self.fmt, *(s.fmt for s in self.segments)]
+        return {dt: all(_exact_sums(f, dt) for f in fmts) for dt in (torch.float32, torch.float64)}
+
+    def exact_in(self, dtype: torch.dtype) -> bool:
+        """Whether partial sums can be formed in ``dtype`` (float32 or float64) exactly."""
+        return self._exact.get(dtype, False)
+
+    def add_(self, acc: torch.Tensor, x: torch.Tensor, *key: int, offset: int = 0) -> None:
+        """``acc = round(acc + x)`` in place."""
+        accumulate_(acc, [x], self, [key], offset)
+
+
+def accumulate_(
+    acc: torch.Tensor,
+    xs: Sequence[torch.Tensor],
+    r: Rounder,
+    keys: Sequence[tuple[int, ...]],
+    offset: int = 0,
+) -> torch.Tensor:
+    """``acc = round(...round(round(acc + xs[0]) + xs[1])... )`` in place; addition ``k``
+    rounds with the stochastic key ``keys[k]``. Returns ``acc``."""
+    if not xs:
+        return acc
+    if r.exact_in(acc.dtype) or acc.dtype == torch.float64:
+        for x, key in zip(xs, keys, strict=True):
+            r.round_(acc.add_(x), *key, offset=offset)
+        return acc
+    wide = acc.to(torch.float64)
+    for x, key in zip(xs, keys, strict=True):
+        r.round_(wide.add_(x), *key, offset=offset)
+    return acc.copy_(wide)
 
 
 def padded_chunk(n: int, parts: int) -> int:
@@ -86,20 +221,22 @@ def pad_to(x: torch.Tensor, length: int) -> torch.Tensor:
 
 def rank_sum(parts: Sequence[torch.Tensor], r: Rounder) -> torch.Tensor:
     """``round(...round(round(x0 + x1) + x2)... + x_{W-1})``: rank order."""
-    acc = parts[0].clone()
-    for k in range(1, len(parts)):
-        acc = r.add(acc, parts[k], Stage.RANK, k)
-    return acc
+    keys = [(int(Stage.RANK), k) for k in range(1, len(parts))]
+    return accumulate_(parts[0].clone(), parts[1:], r, keys)
 
 
 def ring_sum(
-    parts: Sequence[torch.Tensor], r: Rounder, stage: Stage = Stage.RING, group: int = 0
+    parts: Sequence[torch.Tensor],
+    r: Rounder,
+    stage: Stage = Stage.RING,
+    group: int = 0,
+    offset: int = 0,
 ) -> torch.Tensor:
     """The ring reduce-scatter order over ``P = len(parts)`` members (see ``Reduction.RING``).
 
     Chunk ``c`` of the zero-padded tensor is ``x[c+1] + x[c+2] + ... + x[c]`` (indices mod
     P), rounded after each addition; addition ``k`` (1-based) of chunk ``c`` uses the
-    stochastic key ``(stage, group, c, k)``.
+    stochastic key ``(stage, group, c, k)``. ``parts`` hold flat elements from ``offset``.
     """
     p = len(parts)
     n = parts[0].numel()
@@ -107,10 +244,9 @@ def ring_sum(
     chunks = [pad_to(x, m * p).view(p, m) for x in parts]
     out = []
     for c in range(p):
-        acc = chunks[(c + 1) % p][c].clone()
-        for k in range(1, p):
-            acc = r.add(acc, chunks[(c + 1 + k) % p][c], stage, group, c, k)
-        out.append(acc)
+        keys = [(int(stage), group, c, k) for k in range(1, p)]
+        xs = [chunks[(c + 1 + k) % p][c] for k in range(1, p)]
+        out.append(accumulate_(chunks[(c + 1) % p][c].clone(), xs, r, keys, offset + c * m))
     return torch.cat(out)[:n] if out else parts[0].clone()
 
 
@@ -124,7 +260,13 @@ def torus_sum(parts: Sequence[torch.Tensor], grid: tuple[int, int], r: Rounder) 
         for i in range(rows)
     ]
     col_sums = [
-        ring_sum([row_sums[i][c * m : (c + 1) * m] for i in range(rows)], r, Stage.TORUS_COL, c)
+        ring_sum(
+            [row_sums[i][c * m : (c + 1) * m] for i in range(rows)],
+            r,
+            Stage.TORUS_COL,
+            c,
+            c * m,
+        )
         for c in range(cols)
     ]
     return torch.cat(col_sums)[:n]

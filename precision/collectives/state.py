@@ -67,8 +67,10 @@ class LowPrecisionState:
             since may overflow (seen as ``overflow`` in the report).
         measure_error: also all-reduce the float32 gradients and report the relative error
             (costs a second all-reduce).
-        telemetry: count underflow, overflow and saturation per layer (a few extra passes
-            over the gradients); when False those report fields are None.
+        telemetry: count underflow, overflow and saturation per layer (two counting passes
+            and a max pass over the gradients, plus a scan of the layers whose maximum
+            reaches the format's range limit); when False those report fields are None and
+            nothing is counted.
         loss_scale: static global scale multiplied in before quantizing and divided out
             after: the baseline APS is compared against. Use a power of two (exact).
         nonfinite: policy for layers holding Inf/NaN (:class:`NonFinitePolicy`).

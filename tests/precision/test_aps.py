@@ -18,9 +18,20 @@ from precision.aps import (
     format_emax,
     local_exponents,
     shift_bounds,
+    shifted_format,
     shifts_from_exponents,
 )
-from precision.registry import BFLOAT16, FLOAT8_E4M3FN, FLOAT8_E5M2, FLOAT32
+from precision.quantize import quantize, quantize_
+from precision.registry import (
+    BFLOAT16,
+    FLOAT6_E2M3FN,
+    FLOAT8_E4M3,
+    FLOAT8_E4M3FN,
+    FLOAT8_E5M2,
+    FLOAT32,
+    parse,
+)
+from precision.rounding import RoundingMode
 
 E3M0 = FloatFormat.from_bits(4)
 
@@ -162,3 +173,82 @@ def test_shift_puts_the_largest_sum_in_the_top_binade(
     apply_shifts(x, [(0, x.numel())], [s], sign=-1)
     normal = (g * 2.0**s).abs() >= torch.finfo(torch.float32).tiny
     assert torch.equal(x[normal], g[normal])  # power-of-two scaling is exact
+
+
+SHIFTABLE = [
+    E3M0,
+    FLOAT8_E4M3,
+    FLOAT8_E4M3FN,
+    FLOAT8_E5M2,
+    FLOAT6_E2M3FN,
+    BFLOAT16,
+    parse("e4m3-nosub"),
+]
+
+
+def _layer(kind: str, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    scale = {"plain": 1e-3, "tiny": 1e-30, "large": 1e20, "subnormal": 1e-40}[kind.split("+")[0]]
+    x = (torch.randn(4096, generator=gen, dtype=torch.float64) * scale).to(dtype)
+    x[::17] = 0.0
+    x[5::31] = -0.0
+    if "+special" in kind:
+        x[7], x[8], x[9] = math.nan, math.inf, -math.inf
+    return x
+
+
+@pytest.mark.parametrize("fmt", SHIFTABLE, ids=str)
+@pytest.mark.parametrize("rounding", list(RoundingMode), ids=lambda r: r.value)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_shifted_format_is_the_multiply_path(
+    fmt: FloatFormat, rounding: RoundingMode, dtype: torch.dtype
+) -> None:
+    """quantize(g * 2**s, fmt) * 2**-s == quantize_(g, shifted_format(fmt, s)), bit for bit,
+    stochastic rounding included (same generator state), wherever ``g * 2**s`` is exact."""
+    gen = torch.Generator().manual_seed(7)
+    checked = 0
+    kinds = ["plain", "tiny", "large", "plain+special", "tiny+special"]
+    if dtype == torch.float32:
+        kinds.append("subnormal")  # float32 subnormal inputs, normal once scaled
+    for kind in kinds:
+        g = _layer(kind, gen, dtype)
+        for world in (1, 2, 8):
+            s = compute_shifts([g[torch.isfinite(g)]], fmt, world, dtype=dtype).shifts[0]
+            for shift in (s, s - 3, 0):
+                shifted = shifted_format(fmt, shift, dtype)
+                if shifted is None:
+                    continue
+                scaled = g * 2.0**shift
+                exact = torch.isnan(g) | (scaled * 2.0**-shift == g)
+                exact &= (scaled == 0) | (scaled.abs() >= torch.finfo(dtype).tiny)
+                exact |= torch.isinf(g)
+                if not bool(exact.all()):
+                    continue  # the multiply path itself would round
+                seed = 1000 * checked + 1
+                want = quantize(
+                    scaled, fmt, rounding, generator=torch.Generator().manual_seed(seed)
+                )
+                want = want * 2.0**-shift
+                got = quantize_(
+                    g.clone(), shifted, rounding, generator=torch.Generator().manual_seed(seed)
+                )
+                same = (got == want) | (torch.isnan(got) & torch.isnan(want))
+                same &= torch.signbit(got) == torch.signbit(want)
+                assert bool(same.all()), (kind, world, shift, got[~same][:4], want[~same][:4])
+                checked += 1
+    assert checked >= 3
+
+
+def test_shifted_format_values_and_limits() -> None:
+    f = shifted_format(FLOAT8_E4M3, 5, torch.float32)
+    assert f is not None and f.exponent_bias == FLOAT8_E4M3.exponent_bias + 5
+    assert f.max_finite == FLOAT8_E4M3.max_finite * 2.0**-5
+    assert f.smallest_positive == FLOAT8_E4M3.smallest_positive * 2.0**-5
+    assert shifted_format(FLOAT8_E4M3, 0, torch.float32) is FLOAT8_E4M3
+    # bfloat16 shifted up has normals below float32's (the float32 kernel cannot hold
+    # them), shifted down values above float32's largest; float64 holds both
+    assert shifted_format(BFLOAT16, 1, torch.float32) is None
+    assert shifted_format(BFLOAT16, -3, torch.float32) is None
+    assert shifted_format(BFLOAT16, 1, torch.float64) is not None
+    assert shifted_format(FLOAT8_E5M2, -3, torch.float32) is not None
+    assert shifted_format(FixedFormat(word_bits=8, fraction_bits=4), 2, torch.float32) is None
+    assert shifted_format(FLOAT32, 2000, torch.float64) is None  # invalid bias

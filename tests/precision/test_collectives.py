@@ -20,6 +20,7 @@ from precision.collectives import (
     NonFinitePolicy,
     Reduction,
     all_reduce_gradients,
+    ordered,
     reference_reduce,
 )
 from precision.registry import BFLOAT16, FLOAT8_E4M3, FLOAT8_E5M2, FLOAT32
@@ -28,6 +29,8 @@ pytestmark = pytest.mark.distributed
 
 E3M0 = FloatFormat.from_bits(4)
 SHAPES = [(7, 5), (33,), (4, 3, 2), (1,), (257,)]
+CARRIED = 32  # a MIN_CARRIED under which the long layers of SHAPES carry their shift
+MIN_CARRIED = ordered.MIN_CARRIED
 
 
 def grads(rank: int, scale: float = 1.0, seed: int = 0) -> list[torch.Tensor]:
@@ -54,6 +57,14 @@ def configs(world: int) -> list[dict[str, Any]]:
     return out
 
 
+def t1() -> torch.Tensor:
+    return torch.tensor([0.01, 0.0, 1.0, 0.0])  # one element underflows, two are zero
+
+
+def carried_configs(world: int) -> list[dict[str, Any]]:
+    return [kw for kw in configs(world) if kw["fmt"] is not None and kw.get("aps", True)]
+
+
 def _params(gs: list[torch.Tensor]) -> list[torch.Tensor]:
     ps = [torch.zeros_like(g, requires_grad=True) for g in gs]
     for p, g in zip(ps, gs, strict=True):
@@ -72,6 +83,9 @@ def scenarios(rank: int, world: int) -> dict[str, Any]:
 
     res: dict[str, Any] = {}
     res["configs"] = [_reduce(grads(rank), **kw) for kw in configs(world)]
+    ordered.MIN_CARRIED = CARRIED  # every layer but two carries its APS shift in the format
+    res["carried"] = [_reduce(grads(rank), **kw) for kw in carried_configs(world)]
+    ordered.MIN_CARRIED = MIN_CARRIED
 
     flat = torch.cat([g.reshape(-1) for g in grads(rank)])
     dist.all_reduce(flat)
@@ -103,6 +117,10 @@ def scenarios(rank: int, world: int) -> dict[str, Any]:
     except NonFiniteGradientError as exc:
         res["raised_noaps"] = str(exc)
     res["after_raise"] = _reduce(grads(rank), fmt=FLOAT8_E4M3)[0]  # group still usable
+
+    # e3m0 tops out at 8: 4 + 4 reaches it, 8 + 8 and 100 go beyond
+    limits = [torch.full((6,), 4.0), torch.full((4,), 8.0), torch.tensor([100.0, 1.0]), t1()]
+    res["limits"] = _reduce(limits, fmt=E3M0, aps=False)
 
     clamp = grads(rank, scale=1e-30, seed=2)
     clamp[0] = torch.zeros_like(clamp[0])
@@ -139,6 +157,25 @@ def test_each_reduction_matches_reference_bit_for_bit(run: tuple[int, list[Any]]
             else:
                 ok = all(_same(g, w) for g, w in zip(got, want, strict=True))
             assert ok, f"config {kw} rank {rank} differs from reference_reduce"
+
+
+def test_carried_shifts_match_reference_bit_for_bit(
+    run: tuple[int, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world, res = run
+    inputs = [grads(r) for r in range(world)]
+    monkeypatch.setattr(ordered, "MIN_CARRIED", CARRIED)
+    for i, kw in enumerate(carried_configs(world)):
+        want = reference_reduce(inputs, LowPrecisionState(**kw))
+        for rank in range(world):
+            got, report = res[rank]["carried"][i]
+            assert all(_same(g, w) for g, w in zip(got, want, strict=True)), (kw, rank)
+            out, multiplied = res[rank]["configs"][configs(world).index(kw)]
+            assert report.shifts == multiplied.shifts
+            if kw.get("rounding", "nearest") == "nearest":  # same bits, so the same counts
+                assert all(_same(g, w) for g, w in zip(got, out, strict=True))
+                for name in ("underflow", "overflow", "saturated"):
+                    assert getattr(report, name) == getattr(multiplied, name), (kw, name)
 
 
 def test_float32_format_without_aps_is_the_plain_all_reduce(run: tuple[int, list[Any]]) -> None:
@@ -195,6 +232,15 @@ def test_e8_format_clamps_shift_instead_of_making_nan(run: tuple[int, list[Any]]
             assert bool(torch.isfinite(g).all())
             assert bool(((g - e).abs() <= 2**-6 * m).all())  # bfloat16 rounding only
         assert bool((out[0] == 0).all())
+
+
+def test_saturation_and_overflow_counts(run: tuple[int, list[Any]]) -> None:
+    _, res = run
+    for r in res:
+        _, report = r["limits"]
+        assert [s.saturated for s in report.layers] == [1.0, 1.0, 0.5, 0.0]
+        assert [s.overflow for s in report.layers] == [0.0, 0.0, 0.5, 0.0]
+        assert [s.underflow for s in report.layers] == [0.0, 0.0, 0.0, 0.25]
 
 
 def test_reuse_shifts_skips_the_max_exchange(run: tuple[int, list[Any]]) -> None:

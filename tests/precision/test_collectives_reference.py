@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from precision import FloatFormat
-from precision.collectives import LowPrecisionState, Reduction, reference_reduce
-from precision.collectives.ordered import Rounder, ring_sum, square_grid, torus_sum
-from precision.registry import FLOAT8_E4M3, FLOAT32, parse
+from precision import FloatFormat, aps
+from precision.collectives import LowPrecisionState, Reduction, ordered, reference_reduce
+from precision.collectives.ordered import Rounder, plan_layout, ring_sum, square_grid, torus_sum
+from precision.registry import BFLOAT16, FLOAT8_E4M3, FLOAT8_E4M3FN, FLOAT8_E5M2, FLOAT32, parse
 from precision.rounding import RoundingMode
 
 E3M1 = parse("e3m1")  # 1, 1.5, 2, 3, ...: 1 + 0.25 is a tie that rounds back to 1
@@ -96,3 +98,55 @@ def test_state_validation() -> None:
     with pytest.raises(ValueError, match="grid"):
         LowPrecisionState(fmt=E3M0, grid=(0, 2))
     assert LowPrecisionState(reduction="ring").reduction is Reduction.RING  # type: ignore[arg-type]
+
+
+def _mixed_layers(world: int) -> list[list[torch.Tensor]]:
+    """Per-rank layers: ordinary, tiny, zero, large, one with a NaN on the last rank, and
+    short ones that stay on the multiply path."""
+    g = torch.Generator().manual_seed(world)
+    out = []
+    for r in range(world):
+        layers = [
+            torch.randn(300, generator=g) * 1e-3,
+            torch.randn(257, generator=g) * 1e-30,
+            torch.zeros(64),
+            torch.randn(3, generator=g),
+            torch.randn(130, generator=g) * 1e15,
+            torch.randn(5, generator=g) * 1e-8,
+            torch.randn(96, generator=g) * 1e-6,
+        ]
+        if r == world - 1:
+            layers[6][4] = math.nan
+        out.append(layers)
+    return out
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    both_nan = torch.isnan(a) & torch.isnan(b)
+    return bool((both_nan | ((a == b) & (torch.signbit(a) == torch.signbit(b)))).all())
+
+
+@pytest.mark.parametrize("fmt", [E3M0, FLOAT8_E4M3, FLOAT8_E4M3FN, FLOAT8_E5M2, BFLOAT16], ids=str)
+@pytest.mark.parametrize("reduction", list(Reduction))
+@pytest.mark.parametrize("rounding", [RoundingMode.NEAREST_EVEN, RoundingMode.STOCHASTIC])
+def test_carried_shifts_equal_the_multiply_path(
+    fmt: FloatFormat, reduction: Reduction, rounding: RoundingMode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Layers that carry their APS shift in the format give the bits of scaling by
+    multiplication (the segments, hence the stochastic streams, are the same)."""
+    monkeypatch.setattr(ordered, "MIN_CARRIED", 50)
+    for world in (2, 3, 4):
+        tensors = _mixed_layers(world)
+        state = LowPrecisionState(fmt=fmt, reduction=reduction, rounding=rounding, seed=3)
+        carried = reference_reduce(tensors, state, step=1)
+        bounds, a = [], 0
+        for t in tensors[0]:
+            bounds.append((a, a + t.numel()))
+            a += t.numel()
+        with monkeypatch.context() as m:
+            m.setattr(aps, "shifted_format", lambda *args: None)
+            multiplied = reference_reduce(tensors, state, step=1)
+        assert all(_same(x, y) for x, y in zip(carried, multiplied, strict=True)), world
+        if fmt is not BFLOAT16:  # (bfloat16 shifts never fit float32)
+            layout = plan_layout(fmt, bounds, [3] * len(bounds), torch.float32)
+            assert any(layout.carried) and any(layout.multiply)

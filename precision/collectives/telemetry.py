@@ -1,0 +1,86 @@
+"""Per-layer counters of the low-precision all-reduce, each at most one read pass.
+
+Every counter first looks at the per-layer maximum it is given and scans only the layers
+where that maximum shows there can be something to count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+Bounds = list[tuple[int, int]]
+
+
+def layer_amax(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+    """``max|x[a:b]|`` per layer as a float64 CPU vector (NaN if the layer holds NaN, 0 for
+    an empty one); one read pass."""
+    vals = []
+    for a, b in bounds:
+        if b > a:
+            lo, hi = torch.aminmax(x[a:b])
+            vals.append(torch.maximum(-lo, hi).to(torch.float64))
+        else:
+            vals.append(torch.zeros((), dtype=torch.float64, device=x.device))
+    return torch.stack(vals).cpu() if vals else torch.empty(0, dtype=torch.float64)
+
+
+def nonzero_counts(x: torch.Tensor, bounds: Bounds) -> list[int]:
+    """Nonzero elements per layer (one read pass, one host transfer)."""
+    if not bounds:
+        return []
+    counts = [x[a:b].count_nonzero() for a, b in bounds]
+    return [int(c) for c in torch.stack(counts).cpu().tolist()]
+
+
+def fractions(counts: Sequence[int], bounds: Bounds) -> list[float]:
+    return [c / (b - a) if b > a else 0.0 for c, (a, b) in zip(counts, bounds, strict=True)]
+
+
+def count_above(
+    x: torch.Tensor, bounds: Bounds, amax: Sequence[float], tops: Sequence[float]
+) -> list[float]:
+    """Fraction of finite elements with ``|x| > top`` per layer; a layer whose maximum is
+    at most its ``top`` is not scanned."""
+    out = []
+    for (a, b), m, top in zip(bounds, amax, tops, strict=True):
+        if b == a or m <= top:
+            out.append(0.0)
+            continue
+        seg = x[a:b]
+        hit = (seg.abs() > top) & torch.isfinite(seg)
+        out.append(int(hit.count_nonzero()) / (b - a))
+    return out
+
+
+def count_at_least(
+    x: torch.Tensor, bounds: Bounds, amax: Sequence[float], tops: Sequence[float]
+) -> list[float]:
+    """Fraction of elements with ``|x| >= top`` per layer (Inf included, NaN not); a layer
+    whose maximum is below its ``top`` is not scanned. Each ``top`` must be exact in
+    ``x.dtype`` (the comparison happens in that dtype)."""
+    out = []
+    for (a, b), m, top in zip(bounds, amax, tops, strict=True):
+        if b == a or m < top:
+            out.append(0.0)
+            continue
+        out.append(int((x[a:b].abs() >= top).count_nonzero()) / (b - a))
+    return out
+
+
+def nonfinite_layers(out: torch.Tensor, bounds: Bounds) -> list[bool]:
+    if math.isfinite(float(out.sum())):  # one cheap pass; Inf/NaN (or overflow) -> check
+        return [False] * len(bounds)
+    return [not bool(torch.isfinite(out[a:b]).all()) for a, b in bounds]
+
+
+def rel_errors(got: torch.Tensor, ref: torch.Tensor, bounds: Bounds) -> list[float]:
+    """Relative L2 error per layer, then over the whole tensor."""
+    out = []
+    for a, b in [*bounds, (0, got.numel())]:
+        d = torch.linalg.vector_norm((got[a:b] - ref[a:b]).double())
+        nr = torch.linalg.vector_norm(ref[a:b].double())
+        out.append(float(d / nr) if nr > 0 else (0.0 if d == 0 else math.inf))
+    return out
