@@ -19,6 +19,8 @@ that value or zero. Overflow, infinities, NaN and signed zero follow the format'
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import struct
 import sys
@@ -80,10 +82,12 @@ F64 = Carrier("float64", 64, 52, 1023, torch.float64, torch.int64)
 CARRIERS = {"float32": F32, "float64": F64}
 F32_EMIN = 1 - F32.bias
 
-# Indices into the parameter vector.
-DROP, EMIN_FIELD, SUBNORMALS, Q_BITS, MAX_BITS, OVER_POS, OVER_NEG, INF_POS, INF_NEG = range(9)
-SIGNED_ZERO = 9
-N_PARAMS = 10
+# Indices into the parameter vector: bits dropped from a normal value; biased carrier
+# exponent of the target's smallest normal; bits dropped under it plus that exponent
+# (so that drop = SUB_DROP - exponent there); bit patterns of the smallest positive value,
+# the largest finite value, what overflow and infinite inputs become (by sign).
+DROP, EMIN_FIELD, SUB_DROP, Q_BITS, MAX_BITS, OVER_POS, OVER_NEG, INF_POS, INF_NEG = range(9)
+N_PARAMS = 9
 
 _NEEDS_STICKY = (
     RoundingMode.TOWARD_POSITIVE,
@@ -119,23 +123,30 @@ def random_bits(n: int, key: torch.Tensor, carrier: Carrier, device: torch.devic
 
 
 def round_bits(
-    b: torch.Tensor, p: torch.Tensor, key: torch.Tensor, carrier: Carrier, mode: RoundingMode
+    b: torch.Tensor,
+    p: torch.Tensor,
+    key: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
+    signed_zero: bool = True,
 ) -> torch.Tensor:
-    """Round the carrier bit patterns ``b`` (1-D, int32/int64) to the format in ``p``."""
+    """Round the carrier bit patterns ``b`` (1-D, int32/int64) to the format in ``p``.
+
+    ``signed_zero`` is False for formats without -0 (fnuz, fixed point): a result of zero
+    then drops the sign. It is a compile-time constant, not a parameter, because almost
+    every format has -0 and the test costs a few operations per element.
+    """
     P = carrier.mant
     a_in = b & carrier.abs_mask
-    neg = b < 0
     is_nan = a_in > carrier.inf_bits
-    a = torch.where(is_nan, 0, a_in)
+    a = torch.clamp(a_in, max=carrier.inf_bits)  # NaN is restored at the end
     ef = a >> P
-    in_sub = ef < p[EMIN_FIELD]  # under the target's smallest normal
-    below = torch.clamp(p[EMIN_FIELD] - torch.clamp(ef, min=1), min=0)
-    m = P - p[DROP]
-    # Bits to drop: the mantissa difference, plus one per binade under the smallest normal
-    # (gradual underflow); without subnormals the region under it is a single step.
-    d = p[DROP] + below + torch.where(in_sub, (1 - p[SUBNORMALS]) * m, 0)
+    ee = torch.clamp(ef, min=1)  # carrier subnormals share the exponent of the first binade
+    # Bits to drop: the mantissa difference, plus one per binade under the target's
+    # smallest normal (gradual underflow; without subnormals that region is one step).
+    d = torch.where(ef < p[EMIN_FIELD], p[SUB_DROP] - ee, p[DROP])
     dd = torch.clamp(d, max=carrier.dmax)
-    s = (a & ((1 << P) - 1)) | ((ef > 0).to(a.dtype) << P)
+    s = a - ((ee - 1) << P)  # explicit significand: the implicit bit for normals, f below
     one = torch.ones_like(a)  # a tensor, not a Python int, on the left of `<<`: codegen
     # would otherwise shift a 32-bit literal
     if mode in _NEEDS_STICKY:
@@ -145,6 +156,7 @@ def round_bits(
         k = torch.clamp(d - carrier.dmax, min=0, max=carrier.dmax)
         s = (s >> k) | ((s & ((one << k) - 1)) != 0).to(s.dtype)
     mask = (one << dd) - 1
+    neg = b < 0
     if mode is RoundingMode.NEAREST_EVEN:
         # The kept lsb of s. With no mantissa bits it is the implicit bit, 1 for every
         # normal: "even" cannot pick a neighbour, and ties go to the larger magnitude, as
@@ -162,7 +174,9 @@ def round_bits(
     else:
         inc = random_bits(b.numel(), key, carrier, b.device) >> (carrier.dmax - dd)
     in_place = (a + inc) & ~mask
-    tiny = torch.where(((s + inc) >> dd) > 0, p[Q_BITS], 0)
+    # Under the smallest positive value (d > P): s + inc < 2**(dd+1), so the carry bit says
+    # whether the result is that value or zero.
+    tiny = ((s + inc) >> dd) * p[Q_BITS]
     r = torch.where(d > P, tiny, in_place)
     if mode in (RoundingMode.TOWARD_POSITIVE, RoundingMode.TOWARD_NEGATIVE):
         r = torch.where(r > p[MAX_BITS], torch.where(neg, p[OVER_NEG], p[OVER_POS]), r)
@@ -170,18 +184,18 @@ def round_bits(
     else:  # overflow does not depend on the sign in the other modes
         r = torch.where(r > p[MAX_BITS], p[OVER_POS], r)
         r = torch.where(a == carrier.inf_bits, p[INF_POS], r)
-    keep_sign = (r != 0) | (p[SIGNED_ZERO] != 0)
-    out = r | torch.where(keep_sign, b ^ a_in, 0)  # b ^ |b| is the sign bit alone
+    sign = b ^ a_in  # the sign bit alone
+    out = r | sign if signed_zero else r | torch.where(r != 0, sign, 0)
     return torch.where(is_nan, b, out)
 
 
 # ---- eager / compiled dispatch --------------------------------------------------------
 
-KernelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+KernelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 _BACKENDS = ("auto", "compiled", "eager")
 _state = threading.local()
-_compiled: dict[tuple[str, RoundingMode, str, bool], KernelFn] = {}
+_compiled: dict[tuple[str, RoundingMode, bool, str], KernelFn] = {}
 _compile_failed: set[str] = set()
 _lock = threading.Lock()
 #: Below this many elements the eager kernel is used in "auto" mode (call overhead wins).
@@ -223,22 +237,18 @@ class kernel_backend:
         _state.backend = self._prev
 
 
-def _make(carrier: Carrier, mode: RoundingMode, inplace: bool) -> KernelFn:
-    if inplace:
-        # The compiled graph stores straight into the caller's buffer: no allocation (whose
-        # page faults cost as much as the rounding itself for large tensors).
-        def kernel(b: torch.Tensor, p: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-            b.copy_(round_bits(b, p, key, carrier, mode))
-            return b
-    else:
-
-        def kernel(b: torch.Tensor, p: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-            return round_bits(b, p, key, carrier, mode)
+def _make(carrier: Carrier, mode: RoundingMode, signed_zero: bool) -> KernelFn:
+    # The compiled graph stores straight into ``out`` (which may be ``b`` itself).
+    def kernel(
+        b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
+    ) -> torch.Tensor:
+        out.copy_(round_bits(b, p, key, carrier, mode, signed_zero))
+        return out
 
     # One code object per kernel: torch.compile keeps its cache on the code object, and a
     # shared one would see the carrier constants change between calls and turn them into
     # symbols (automatic dynamic), which inductor miscompiles for 64-bit shifts.
-    name = f"round_bits_{carrier.name}_{mode.value}{'_inplace' if inplace else ''}"
+    name = f"round_bits_{carrier.name}_{mode.value}" + ("" if signed_zero else "_nosignedzero")
     renamed: dict[str, str] = {"co_name": name}
     if sys.version_info >= (3, 11):
         renamed["co_qualname"] = name
@@ -248,9 +258,9 @@ def _make(carrier: Carrier, mode: RoundingMode, inplace: bool) -> KernelFn:
 
 
 def _compiled_kernel(
-    carrier: Carrier, mode: RoundingMode, device_type: str, inplace: bool
+    carrier: Carrier, mode: RoundingMode, signed_zero: bool, device_type: str
 ) -> KernelFn:
-    cache_key = (carrier.name, mode, device_type, inplace)
+    cache_key = (carrier.name, mode, signed_zero, device_type)
     fn = _compiled.get(cache_key)
     if fn is None:
         with _lock:
@@ -259,9 +269,44 @@ def _compiled_kernel(
                 # Not dynamic=True: that also turns the closure's Python ints (carrier
                 # constants) into symbols, and inductor then miscompiles the 64-bit shifts.
                 # The element count alone is marked dynamic, at each call.
-                fn = torch.compile(_make(carrier, mode, inplace), fullgraph=True)
+                fn = torch.compile(_make(carrier, mode, signed_zero), fullgraph=True)
                 _compiled[cache_key] = fn
     return fn
+
+
+_HUGE_PAGE = 2 << 20
+_MADV_HUGEPAGE = 14
+
+
+@functools.cache
+def _madvise() -> Callable[[int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+def empty_output(like: torch.Tensor) -> torch.Tensor:
+    """An uninitialized tensor like ``like``, backed by huge pages where Linux allows.
+
+    Faulting in a fresh multi-megabyte buffer 4 KiB at a time costs as much as the
+    rounding itself; asking for transparent huge pages (madvise, before the first touch)
+    makes the output nearly free. Without THP the call is a harmless no-op.
+    """
+    out = torch.empty_like(like)
+    advise = _madvise() if out.device.type == "cpu" else None
+    nbytes = out.numel() * out.element_size()
+    if advise is not None and nbytes >= 4 * _HUGE_PAGE:
+        start = -(-out.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE
+        stop = (out.data_ptr() + nbytes) // _HUGE_PAGE * _HUGE_PAGE
+        if stop > start:
+            advise(start, stop - start, _MADV_HUGEPAGE)
+    return out
 
 
 def run(
@@ -270,6 +315,7 @@ def run(
     key: torch.Tensor,
     carrier: Carrier,
     mode: RoundingMode,
+    signed_zero: bool = True,
     inplace: bool = False,
 ) -> torch.Tensor:
     """Round 1-D contiguous carrier bits with the chosen backend (into ``bits`` itself
@@ -278,8 +324,8 @@ def run(
     device_type = bits.device.type
     if torch.compiler.is_compiling():
         # Inside a user's torch.compile region: trace the plain function into their graph.
-        out = round_bits(bits, params, key, carrier, mode)
-        return bits.copy_(out) if inplace else out
+        res = round_bits(bits, params, key, carrier, mode, signed_zero)
+        return bits.copy_(res) if inplace else res
     use_compiled = backend == "compiled" or (
         backend == "auto"
         and bits.numel() >= COMPILE_THRESHOLD
@@ -287,8 +333,12 @@ def run(
     )
     if use_compiled:
         try:
+            out = bits if inplace else empty_output(bits)
             torch._dynamo.mark_dynamic(bits, 0)
-            return _compiled_kernel(carrier, mode, device_type, inplace)(bits, params, key)
+            if not inplace:
+                torch._dynamo.mark_dynamic(out, 0)
+            kernel = _compiled_kernel(carrier, mode, signed_zero, device_type)
+            return kernel(bits, out, params, key)
         except Exception as exc:
             if backend == "compiled":
                 raise RuntimeError(
@@ -303,5 +353,5 @@ def run(
                 RuntimeWarning,
                 stacklevel=3,
             )
-    out = round_bits(bits, params, key, carrier, mode)
-    return bits.copy_(out) if inplace else out
+    res = round_bits(bits, params, key, carrier, mode, signed_zero)
+    return bits.copy_(res) if inplace else res

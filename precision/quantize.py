@@ -147,7 +147,8 @@ def _round(
         return x if inplace else x.detach().clone()
     params = _params(fmt, mode, carrier.name, flat.device)
     key = _key(mode, generator, flat.device)
-    bits = K.run(flat.view(carrier.int_dtype), params, key, carrier, mode, inplace)
+    signed_zero = isinstance(fmt, FloatFormat) and fmt.has_negative_zero
+    bits = K.run(flat.view(carrier.int_dtype), params, key, carrier, mode, signed_zero, inplace)
     y = bits.view(carrier.float_dtype)
     if isinstance(fmt, FixedFormat):
         y = _fixed_range(y, fmt)
@@ -210,16 +211,17 @@ def kernel_params(fmt: FloatFormat | FixedFormat, mode: RoundingMode, c: K.Carri
         m_eff = min(c.mant, c.bias + fmt.fraction_bits)
         p[K.DROP] = c.mant - m_eff
         p[K.EMIN_FIELD] = m_eff - fmt.fraction_bits + c.bias
-        p[K.SUBNORMALS] = 1
+        p[K.SUB_DROP] = p[K.DROP] + p[K.EMIN_FIELD]
         p[K.Q_BITS] = c.bits(fmt.resolution)
         p[K.MAX_BITS] = p[K.OVER_POS] = p[K.OVER_NEG] = c.max_finite_bits
         p[K.INF_POS] = p[K.INF_NEG] = c.inf_bits
-        p[K.SIGNED_ZERO] = 0
         return p
     inf, mx, nan = c.inf_bits, c.bits(fmt.max_finite), c.nan_bits
     p[K.DROP] = c.mant - fmt.mantissa_bits
     p[K.EMIN_FIELD] = fmt.emin + c.bias
-    p[K.SUBNORMALS] = int(fmt.subnormals)
+    # under the smallest normal: gradual underflow keeps dropping one bit per binade from
+    # the normal drop; without subnormals the whole region is one step of 2**emin
+    p[K.SUB_DROP] = p[K.EMIN_FIELD] + (p[K.DROP] if fmt.subnormals else c.mant)
     p[K.Q_BITS] = c.bits(fmt.smallest_positive)
     p[K.MAX_BITS] = mx
     if fmt.overflow is Overflow.INF:
@@ -234,7 +236,6 @@ def kernel_params(fmt: FloatFormat | FixedFormat, mode: RoundingMode, c: K.Carri
     else:
         v = mx if fmt.overflow is Overflow.SATURATE else nan
         p[K.OVER_POS] = p[K.OVER_NEG] = p[K.INF_POS] = p[K.INF_NEG] = v
-    p[K.SIGNED_ZERO] = int(fmt.has_negative_zero)
     return p
 
 
