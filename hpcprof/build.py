@@ -78,8 +78,11 @@ def default_toolchain() -> Toolchain:
     return Toolchain(compiler=compiler)
 
 
+COMMON_HEADER = "hp_common.h"
+
+
 def source_text(name: str) -> str:
-    """Text of the shipped C source ``hpcprof/apps/c/<name>``."""
+    """Text of the shipped C source (or header) ``hpcprof/apps/c/<name>``."""
     return resources.files("hpcprof.apps").joinpath("c", name).read_text(encoding="utf-8")
 
 
@@ -88,6 +91,7 @@ def binary_key(source: str, precision: Precision, toolchain: Toolchain) -> str:
     h = hashlib.sha256()
     for part in (
         source,
+        source_text(COMMON_HEADER),
         toolchain.compiler,
         compiler_version(toolchain.compiler),
         *toolchain.flags,
@@ -123,6 +127,7 @@ def build(name: str, precision: Precision, toolchain: Toolchain | None = None) -
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         src = Path(tmp) / name
         src.write_text(source, encoding="utf-8")
+        (Path(tmp) / COMMON_HEADER).write_text(source_text(COMMON_HEADER), encoding="utf-8")
         tmp_bin = Path(tmp) / stem
         cmd = [tc.compiler, *tc.flags, _PRECISION_MACRO[precision], str(src), "-o", str(tmp_bin)]
         cmd.append("-lm")

@@ -5,22 +5,7 @@
  * coefficients are read from memory (as HPCG reads its matrix values), so the compiler
  * cannot fold the -1 entries into subtractions.
  * The right-hand side is A*ones; the check is the true residual in double. */
-#define _POSIX_C_SOURCE 199309L
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-#ifdef HP_FLOAT32
-typedef float real;
-#else
-typedef double real;
-#endif
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "hp_common.h"
 
 static void spmv(int n, const real *coef, const real *x, real *y) {
     for (int i = 0; i < n; i++)

@@ -2,22 +2,7 @@
  * Build with -DHP_FLOAT64 or -DHP_FLOAT32. Usage: gemm N
  * The measured work is the function hpcprof_kernel (2*n^3 FLOPs); the self-check
  * (Freivalds' test in double) runs outside it so it never adds FP64 work to the count. */
-#define _POSIX_C_SOURCE 199309L
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-#ifdef HP_FLOAT32
-typedef float real;
-#else
-typedef double real;
-#endif
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "hp_common.h"
 
 static unsigned long long lcg_state = 12345ULL;
 static double uniform(void) {

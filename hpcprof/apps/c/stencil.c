@@ -3,23 +3,8 @@
  * Each sweep updates the (N-2)^3 interior points with 7 FLOPs each:
  * v = (u[x-1] + u[x+1] + u[y-1] + u[y+1] + u[z-1] + u[z+1] + f) * (1/6).
  * The same sweeps are repeated in double outside hpcprof_kernel as the reference. */
-#define _POSIX_C_SOURCE 199309L
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include "hp_common.h"
 #include <string.h>
-#include <time.h>
-#ifdef HP_FLOAT32
-typedef float real;
-#else
-typedef double real;
-#endif
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 #define IDX(i, j, k) (((size_t)(i) * n + (j)) * n + (k))
 

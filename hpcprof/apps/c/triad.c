@@ -2,22 +2,7 @@
  * Build with -DHP_FLOAT64 or -DHP_FLOAT32. Usage: triad N SWEEPS
  * hpcprof_kernel executes 2*N*SWEEPS FLOPs; the check against a double reference runs
  * outside it. */
-#define _POSIX_C_SOURCE 199309L
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-#ifdef HP_FLOAT32
-typedef float real;
-#else
-typedef double real;
-#endif
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "hp_common.h"
 
 /* No restrict on purpose: the compiler must keep every sweep. */
 __attribute__((noinline)) void hpcprof_kernel(long n, int sweeps, real s, real *a, const real *b,
