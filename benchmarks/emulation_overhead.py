@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from precision.autograd import Cast, PrecisionPolicy, apply_policy
+from precision.autograd import Cast
+from precision.policy import PrecisionPolicy, apply_policy
 from precision.registry import FLOAT8_E5M2
 from training.models import build_model
 

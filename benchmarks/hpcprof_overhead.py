@@ -19,7 +19,8 @@ from hpcprof.backends.timer import TimerBackend
 from hpcprof.config import RunConfig
 from hpcprof.host import collect_host
 from hpcprof.records import Metric, Precision
-from hpcprof.runner import builtin_tasks, measure
+from hpcprof.runner import measure
+from hpcprof.tasks import builtin_tasks
 
 APP = "triad-c"
 ROUNDS = 15

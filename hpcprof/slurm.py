@@ -18,8 +18,9 @@ from hpcprof.config import RunConfig
 from hpcprof.errors import LaunchError
 from hpcprof.host import collect_host
 from hpcprof.records import Measurement, Metric, Precision, RunStatus, Sample, SampleStatus
-from hpcprof.runner import Progress, builtin_tasks, run_tasks, suite_tasks
+from hpcprof.runner import Progress, run_tasks
 from hpcprof.store import new_run_id, write_run
+from hpcprof.tasks import builtin_tasks, suite_tasks
 
 
 @dataclass(frozen=True, kw_only=True)

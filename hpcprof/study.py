@@ -8,8 +8,9 @@ from hpcprof.apps.external import load_suite
 from hpcprof.backends import select_backend
 from hpcprof.config import RunConfig
 from hpcprof.host import collect_host
-from hpcprof.runner import Progress, builtin_tasks, run_tasks, suite_tasks
+from hpcprof.runner import Progress, run_tasks
 from hpcprof.store import new_run_id, write_run
+from hpcprof.tasks import builtin_tasks, suite_tasks
 
 
 def run_study(config: RunConfig, progress: Progress | None = None) -> Path:

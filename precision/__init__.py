@@ -7,16 +7,10 @@ tensor([1., 1., 4.])
 """
 
 from precision._kernel import kernel_backend
-from precision.autograd import (
-    Cast,
-    PrecisionPolicy,
-    Quantizer,
-    apply_policy,
-    quant_function,
-    quantizer,
-)
+from precision.autograd import Cast, Quantizer, quant_function, quantizer
 from precision.formats import BlockFormat, FixedFormat, FixedOverflow, FloatFormat, Format
 from precision.optim import LowPrecisionOptimizer
+from precision.policy import PrecisionPolicy, apply_policy
 from precision.quantize import quantize, quantize_
 from precision.registry import parse
 from precision.rounding import Overflow, RoundingMode, Specials

@@ -29,8 +29,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from precision.collectives import LowPrecisionState, Reduction, all_reduce_gradients
 from training.config import Backend, Device
+from training.reducer import GradientReducer, ReduceStats  # noqa: F401 (re-exported)
 
 T = TypeVar("T")
 Emit = Callable[[Any], None]
@@ -362,83 +362,3 @@ def kill_hook(rank: int, step: int) -> None:
     spec = os.environ.get(KILL_HOOK_ENV)
     if spec and spec == f"{rank}:{step}":
         os._exit(3)
-
-
-# ---- gradient communication --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReduceStats:
-    """What one gradient reduction reports to the loop.
-
-    Attributes:
-        flushed: fraction of gradient elements flushed to zero (None for float32).
-        overflow: fraction that overflowed (None for float32).
-        nonfinite: some layer held Inf or NaN.
-    """
-
-    flushed: float | None
-    overflow: float | None
-    nonfinite: bool
-
-
-class GradientReducer:
-    """Averages ``.grad`` over the workers through ``precision.collectives``.
-
-    The float32 baseline goes through the same call with ``fmt=None`` (one plain all-reduce
-    of the flattened gradients), so both arms pay the same flattening and copying.
-
-    Args:
-        fmt: communication format; None is the float32 all-reduce.
-        rounding: rounding mode of the quantizations.
-        aps: apply APS shifts (Han, Demmel, You 2021, arXiv:1911.08907).
-        reduction: ``precision.collectives.Reduction`` value.
-        headroom: APS headroom bits (None: ``ceil(log2 W)``).
-        seed: stochastic-rounding seed.
-    """
-
-    def __init__(
-        self,
-        fmt: Any,
-        *,
-        rounding: Any,
-        aps: bool,
-        reduction: str,
-        headroom: int | None,
-        seed: int,
-    ) -> None:
-        self._state = LowPrecisionState(
-            fmt=fmt,
-            rounding=rounding,
-            aps=aps and fmt is not None,
-            headroom=headroom,
-            reduction=Reduction(reduction),
-            seed=seed,
-        )
-        self.method = (
-            "precision.collectives float32 all-reduce"
-            if fmt is None
-            else f"precision.collectives {fmt} {reduction} {'APS' if aps else 'no-APS'} "
-            f"{self._state.rounding.value}"
-        )
-
-    def reduce(self, model: torch.nn.Module) -> ReduceStats:
-        """Average every parameter's ``.grad`` over the default group, in place.
-
-        Returns:
-            The reduction's telemetry.
-        """
-        report = all_reduce_gradients(model, self._state)
-        return ReduceStats(
-            flushed=report.underflow,
-            overflow=report.overflow,
-            nonfinite=bool(report.nonfinite_layers),
-        )
-
-    def state_dict(self) -> dict[str, int]:
-        """The step counter that keys stochastic rounding (restored for an exact resume)."""
-        return {"step": int(self._state.step)}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore :meth:`state_dict`."""
-        self._state.step = int(state["step"])

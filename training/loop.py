@@ -19,43 +19,33 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
+from training.checkpoint import _checkpoint, _restore_rng
 from training.config import ArmSpec, RunConfig
 from training.data import (
-    DatasetError,
     LoadedDataset,
     ShardSpec,
     Split,
-    get_dataset_info,
     iterate_batches,
     load_dataset,
     num_batches,
 )
-from training.distributed import (
-    GradientReducer,
-    WorkerContext,
-    is_primary_process,
-    kill_hook,
-    launch,
-)
+from training.distributed import WorkerContext, is_primary_process, kill_hook, launch
+from training.evaluate import EVAL_BATCH, _all_sum, evaluate, sync_buffers  # noqa: F401
 from training.losses import label_smoothing_cross_entropy
-from training.models import MODELS, build_model
-from training.optim import OPTIMIZERS, build_optimizer, param_groups
+from training.models import build_model
+from training.optim import build_optimizer, param_groups
+from training.preflight import preflight
 from training.records import (
-    RECORD_SCHEMA,
     ArmRecord,
     ArmStatus,
     EpochRecord,
     RunPaths,
     StepRecord,
     load_checkpoint,
-    save_arm_record,
-    save_checkpoint,
 )
+from training.reducer import GradientReducer
 from training.schedules import Decay, LRScaling, LRSchedule, WarmupRule
-
-EVAL_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -105,59 +95,6 @@ def schedule_for(cfg: RunConfig, arm: ArmSpec, steps_per_epoch: int) -> LRSchedu
         warmup_rule=WarmupRule.LEGW if cfg.legw else WarmupRule.FIXED,
         decay=Decay.COSINE,
     )
-
-
-def _all_sum(values: list[float], device: torch.device) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return [float(v) for v in t.tolist()]
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split, ctx: WorkerContext) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy on ``split``; each rank scores every W-th example.
-
-    Returns:
-        ``(loss, accuracy)`` over the whole split, identical on every rank.
-    """
-    model.eval()
-    idx = torch.arange(ctx.rank, len(split), ctx.world_size)
-    loss_sum = correct = 0.0
-    for x, y in iterate_batches(split, EVAL_BATCH, indices=idx):
-        logits = model(x)
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += float((logits.argmax(1) == y).sum())
-    loss_sum, correct = _all_sum([loss_sum, correct], ctx.device)
-    model.train()
-    return loss_sum / len(split), correct / len(split)
-
-
-def sync_buffers(model: torch.nn.Module, world_size: int) -> None:
-    """Average floating buffers (batch-norm running statistics) over the workers.
-
-    Each worker's running statistics come from its own batches; averaging them before
-    evaluation and checkpointing keeps every rank's model identical.
-    """
-    if world_size == 1:
-        return
-    for buf in model.buffers():
-        if buf.is_floating_point():
-            dist.all_reduce(buf)
-            buf.div_(world_size)
-
-
-def _rng_state(reducer: GradientReducer) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), **reducer.state_dict()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _restore_rng(state: dict[str, Any], reducer: GradientReducer) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-    reducer.load_state_dict({"step": int(state["step"])})
 
 
 def _record(
@@ -345,31 +282,6 @@ def train_arm(
     return record
 
 
-def _checkpoint(
-    ctx: WorkerContext,
-    paths: RunPaths,
-    arm: ArmSpec,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    reducer: GradientReducer,
-    record: ArmRecord,
-) -> None:
-    """Gather every rank's RNG state; rank 0 writes the checkpoint, then the record."""
-    states: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(states, _rng_state(reducer))
-    if ctx.primary:
-        payload = {
-            "schema": RECORD_SCHEMA,
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "rng": states,
-            "record": record.to_dict(),
-        }
-        save_checkpoint(paths.checkpoint(arm.name), payload)
-        save_arm_record(paths, record)
-    dist.barrier()
-
-
 def _to_device(data: LoadedDataset, device: torch.device) -> LoadedDataset:
     if device.type == "cpu":
         return data
@@ -411,33 +323,6 @@ def study_worker(
             )
         )
     return tuple(out)
-
-
-def preflight(cfg: RunConfig) -> None:
-    """Check names and files before starting workers, so mistakes fail in this process.
-
-    Raises:
-        UnknownNameError: for an unknown dataset, model or optimizer.
-        DatasetError: if a file-based dataset has no data dir or misses files.
-        ValueError: if the model cannot take the dataset's image size.
-    """
-    info = get_dataset_info(cfg.dataset)
-    if info.needs_data_dir:
-        if cfg.data_dir is None:
-            raise DatasetError(
-                f"dataset {cfg.dataset!r} is read from local files; pass --data-dir holding "
-                f"{', '.join(info.files)}"
-            )
-        if not Path(cfg.data_dir).expanduser().is_dir():
-            raise DatasetError(f"{cfg.data_dir}: not a directory")
-    model = MODELS.get(cfg.model)
-    if info.input_shape[1] < model.min_image_size:
-        raise ValueError(
-            f"model {cfg.model!r} needs images of at least {model.min_image_size} pixels; "
-            f"{cfg.dataset} has {info.input_shape[1]}"
-        )
-    for arm in cfg.arms:
-        OPTIMIZERS.get(arm.optimizer)
 
 
 def run_study(

@@ -9,16 +9,9 @@ import torch
 from torch import nn
 
 from precision import quantize
-from precision.autograd import (
-    Cast,
-    PrecisionPolicy,
-    Quantizer,
-    apply_policy,
-    format_name,
-    quant_function,
-    quantizer,
-)
+from precision.autograd import Cast, Quantizer, format_name, quant_function, quantizer
 from precision.formats import FixedFormat, FloatFormat
+from precision.policy import PrecisionPolicy, apply_policy
 from precision.registry import BFLOAT16, FLOAT8_E4M3FN, FLOAT8_E5M2, FLOAT16, FLOAT32, MXFP8_E4M3
 from precision.rounding import RoundingMode
 

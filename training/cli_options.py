@@ -1,0 +1,116 @@
+"""``prec-study``'s shared options: their click definitions and the config they build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from precision.rounding import RoundingMode
+from training.config import REDUCTIONS, ArmSpec, Backend, Device, RunConfig
+from training.data import DATASETS
+from training.models import MODELS
+from training.registry import Registry
+
+T = TypeVar("T")
+
+
+class StudyUsageError(click.ClickException):
+    """A setting the library rejected: a usage error (exit status 2), shown on one line."""
+
+    exit_code = 2
+
+
+def _names(registry: Registry[Any]) -> list[str]:
+    return list(registry.names())
+
+
+def _comma_list(
+    kind: Callable[[str], T],
+) -> Callable[[click.Context, click.Parameter, str | None], tuple[T, ...] | None]:
+    def convert(
+        ctx: click.Context, param: click.Parameter, value: str | None
+    ) -> tuple[T, ...] | None:
+        if value is None:
+            return None
+        try:
+            return tuple(kind(v.strip()) for v in value.split(",") if v.strip())
+        except ValueError as exc:
+            raise click.BadParameter(f"{value!r}: {exc}") from None
+
+    return convert
+
+
+def _rounding(ctx: click.Context, param: click.Parameter, value: str) -> RoundingMode:
+    try:
+        return RoundingMode.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _shared_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options common to ``run`` and ``sweep`` (everything an arm does not vary)."""
+    options = [
+        click.option("--dataset", type=click.Choice(_names(DATASETS)), default="digits", show_default=True),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Local copy of a file-based dataset (mnist, cifar10, ...)."),
+        click.option("--model", type=click.Choice(_names(MODELS)), default="mlp", show_default=True),
+        click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True),
+        click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="Data-parallel processes (ignored under torchrun)."),
+        click.option("--rounding", default="nearest", show_default=True, callback=_rounding,
+                     help="Rounding of the communicated gradients (nearest, stochastic, ...)."),
+        click.option("--reduction", type=click.Choice(list(REDUCTIONS)), default="carrier", show_default=True,
+                     help="carrier: quantize inputs and sum; rank/ring/torus: round every partial sum."),
+        click.option("--headroom", type=click.IntRange(min=0), default=None,
+                     help="APS headroom bits [default: ceil(log2 workers)]."),
+        click.option("--batchnorm", type=click.Choice(["plain", "sync", "ghost"]), default="plain",
+                     show_default=True,
+                     help="Batch-norm statistics: per worker, synchronized across workers, or ghost."),
+        click.option("--ghost-batch-size", type=click.IntRange(min=1), default=None,
+                     help="Virtual batch size of --batchnorm ghost."),
+        click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True),
+        click.option("--warmup-epochs", type=click.FloatRange(min=0), default=1.0, show_default=True),
+        click.option("--legw", is_flag=True, help="LEGW: sqrt LR scaling, warmup grows with the batch."),
+        click.option("--base-batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+                     help="Batch size at which --lr applies (scaled linearly, sqrt under --legw)."),
+        click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True),
+        click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+                     show_default=True),
+        click.option("--device", type=click.Choice([d.value for d in Device]), default="auto", show_default=True),
+        click.option("--backend", type=click.Choice([b.value for b in Backend]), default="auto", show_default=True),
+        click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=60.0,
+                     show_default=True, help="Seconds a collective may wait before the run fails."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig(
+            arms=arms,
+            dataset=opts["dataset"],
+            data_dir=None if opts["data_dir"] is None else str(opts["data_dir"]),
+            model=opts["model"],
+            epochs=opts["epochs"],
+            workers=opts["workers"],
+            rounding=opts["rounding"],
+            reduction=opts["reduction"],
+            headroom=opts["headroom"],
+            label_smoothing=opts["label_smoothing"],
+            warmup_epochs=opts["warmup_epochs"],
+            legw=opts["legw"],
+            base_batch_size=opts["base_batch_size"],
+            weight_decay=opts["weight_decay"],
+            device=Device(opts["device"]),
+            backend=Backend(opts["backend"]),
+            timeout_s=opts["timeout_s"],
+            batchnorm=opts["batchnorm"],
+            ghost_batch_size=opts["ghost_batch_size"],
+        )
+    except ValueError as exc:
+        raise StudyUsageError(str(exc)) from None
