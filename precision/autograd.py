@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from precision.formats import BlockFormat, FixedFormat, FloatFormat, Format
-from precision.quantize import quantize
+from precision.quantize import quantize, quantize_
 from precision.rounding import RoundingMode
 
 _FORMAT_TYPES = (FloatFormat, FixedFormat, BlockFormat)
@@ -68,6 +68,10 @@ class Cast:
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Round ``x`` (not differentiable; see :func:`quant_function` for that)."""
         return quantize(x, self.format, self.rounding, generator=generator)
+
+    def round_(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Round ``x`` in place and return it."""
+        return quantize_(x, self.format, self.rounding, generator=generator)
 
     def to_dict(self) -> dict[str, str]:
         """JSON-able form: ``{"format": name, "rounding": mode}``."""
@@ -119,19 +123,25 @@ class _Quantize(torch.autograd.Function):
         forward: Rounder | None,
         backward: Rounder | None,
         generator: torch.Generator | None,
+        inplace: bool = False,
     ) -> torch.Tensor:
         ctx.backward_cast = backward
         ctx.generator = generator
         if forward is None:
             return x.clone()
+        if inplace and isinstance(forward, Cast):
+            ctx.mark_dirty(x)
+            return forward.round_(x, generator)
         return forward(x, generator)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:  # type: ignore[override]
+    def backward(  # type: ignore[override]
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, None, None, None, None]:
         cast: Rounder | None = ctx.backward_cast
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None
-        return (grad if cast is None else cast(grad, ctx.generator)), None, None, None
+            return None, None, None, None, None
+        return (grad if cast is None else cast(grad, ctx.generator)), None, None, None, None
 
 
 def quant_function(
@@ -140,6 +150,7 @@ def quant_function(
     backward: Rounder | None = None,
     *,
     generator: torch.Generator | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Round ``x`` with ``forward`` and its incoming gradient with ``backward``.
 
@@ -149,13 +160,16 @@ def quant_function(
             unchanged).
         backward: rounding of the gradient flowing back into ``x`` (None: unchanged).
         generator: source of stochastic-rounding bits for both directions.
+        inplace: round the values into ``x`` itself (a :class:`Cast` forward only), saving
+            a buffer; only for tensors nothing else needs unrounded, such as a layer's
+            fresh output that its own backward does not use.
 
     Returns:
         ``x`` itself when both are None, else a new tensor connected to ``x`` by autograd.
     """
     if forward is None and backward is None:
         return x
-    out: torch.Tensor = _Quantize.apply(x, forward, backward, generator)
+    out: torch.Tensor = _Quantize.apply(x, forward, backward, generator, inplace)
     return out
 
 

@@ -25,6 +25,7 @@ from precision.autograd import Cast, quant_function
 
 DEFAULT_LAYERS = ("Linear", "Conv1d", "Conv2d", "Conv3d")
 _CAST_FIELDS = ("weight", "activation", "error", "input")
+_FRESH_OUTPUT = (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,7 +215,17 @@ def _install(
     if policy.activation is not None or policy.error is not None:
         act, err = policy.activation, policy.error
 
+        # Outputs of these layers are fresh tensors their own backward does not read, so
+        # they can be rounded in place (no second buffer per activation).
+        owns_output = isinstance(module, _FRESH_OUTPUT)
+
         def hook(_m: nn.Module, _args: tuple[Any, ...], out: Any) -> Any:
-            return _map_tensors(out, lambda t: quant_function(t, act, err, generator=generator))
+            return _map_tensors(
+                out,
+                lambda t: quant_function(
+                    t, act, err, generator=generator,
+                    inplace=owns_output and t._base is None and t.is_contiguous(),
+                ),
+            )  # fmt: skip
 
         handle.hooks.append(module.register_forward_hook(hook))

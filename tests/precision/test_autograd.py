@@ -187,3 +187,32 @@ def test_policy_composes_with_torch_compile() -> None:
         compiled = torch.compile(model, backend="aot_eager")(x)
     assert torch.equal(eager, compiled)
     assert torch.equal(quantize(compiled.detach(), FLOAT8_E4M3FN), compiled.detach())
+
+
+def test_in_place_rounding_of_layer_outputs_matches_out_of_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Conv/BN/Linear outputs are rounded in place; results and gradients are unchanged."""
+    import precision.policy as policy_module
+
+    def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+            torch.nn.ReLU(inplace=True), torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 10),
+        )  # fmt: skip
+        x = torch.randn(4, 3, 8, 8)
+        policy = PrecisionPolicy(
+            layers=("Conv2d", "BatchNorm2d", "Linear"),
+            activation=Cast(FLOAT8_E4M3FN), error=Cast(FLOAT8_E5M2),
+        )  # fmt: skip
+        with apply_policy(model, policy):
+            out = model(x)
+            out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    in_place_out, in_place_grads = run()
+    monkeypatch.setattr(policy_module, "_FRESH_OUTPUT", ())
+    copy_out, copy_grads = run()
+    assert torch.equal(in_place_out, copy_out)
+    assert all(torch.equal(a, b) for a, b in zip(in_place_grads, copy_grads, strict=True))
