@@ -7,6 +7,7 @@ with the same computation in float64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
@@ -25,22 +26,27 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b).abs().max() / b.abs().max())
 
 
-def conv_kernel(batch: int, precision: Precision, region: Region, device: Any = "cpu") -> float:
-    """conv2d 3x3, 16 -> 32 channels, 32 x 32 images, padding 1; forward and backward."""
+def _forward_backward(
+    op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    w0: torch.Tensor,
+    g0: torch.Tensor,
+    precision: Precision,
+    region: Region,
+    device: Any,
+) -> float:
+    """Time ``op(x, w)`` forward and backward at ``precision`` (float64 operands given),
+    then return the largest relative error of output and gradients vs float64."""
     import torch
 
     from hpcprof.apps.cuda import timed
 
     dtype = getattr(torch, real_dtype(precision))
-    gen = torch.Generator().manual_seed(0)
-    x0 = torch.randn(batch, CONV_IN, CONV_HW, CONV_HW, generator=gen, dtype=torch.float64)
-    w0 = torch.randn(CONV_OUT, CONV_IN, CONV_K, CONV_K, generator=gen, dtype=torch.float64)
-    g0 = torch.randn(batch, CONV_OUT, CONV_HW, CONV_HW, generator=gen, dtype=torch.float64)
 
     def run(dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = x0.to(device=device, dtype=dt).requires_grad_()
         w = w0.to(device=device, dtype=dt).requires_grad_()
-        y = torch.nn.functional.conv2d(x, w, padding=CONV_K // 2)
+        y = op(x, w)
         y.backward(g0.to(device=device, dtype=dt))
         if x.grad is None or w.grad is None:
             raise RuntimeError("backward produced no gradient")
@@ -52,35 +58,32 @@ def conv_kernel(batch: int, precision: Precision, region: Region, device: Any = 
         got = run(dtype)
     ref = run(torch.float64)
     return max(_max_rel(a, b) for a, b in zip(got, ref, strict=True))
+
+
+def conv_kernel(batch: int, precision: Precision, region: Region, device: Any = "cpu") -> float:
+    """conv2d 3x3, 16 -> 32 channels, 32 x 32 images, padding 1; forward and backward."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(batch, CONV_IN, CONV_HW, CONV_HW, generator=gen, dtype=torch.float64)
+    w0 = torch.randn(CONV_OUT, CONV_IN, CONV_K, CONV_K, generator=gen, dtype=torch.float64)
+    g0 = torch.randn(batch, CONV_OUT, CONV_HW, CONV_HW, generator=gen, dtype=torch.float64)
+
+    def conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(x, w, padding=CONV_K // 2)
+
+    return _forward_backward(conv, x0, w0, g0, precision, region, device)
 
 
 def linear_kernel(n: int, precision: Precision, region: Region, device: Any = "cpu") -> float:
     """``y = x @ W^T`` with n x n operands; forward and backward."""
     import torch
 
-    from hpcprof.apps.cuda import timed
-
-    dtype = getattr(torch, real_dtype(precision))
     gen = torch.Generator().manual_seed(0)
     x0 = torch.randn(n, n, generator=gen, dtype=torch.float64)
     w0 = torch.randn(n, n, generator=gen, dtype=torch.float64)
     g0 = torch.randn(n, n, generator=gen, dtype=torch.float64)
-
-    def run(dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = x0.to(device=device, dtype=dt).requires_grad_()
-        w = w0.to(device=device, dtype=dt).requires_grad_()
-        y = torch.nn.functional.linear(x, w)
-        y.backward(g0.to(device=device, dtype=dt))
-        if x.grad is None or w.grad is None:
-            raise RuntimeError("backward produced no gradient")
-        return y.detach().cpu(), x.grad.cpu(), w.grad.cpu()
-
-    if str(device) != "cpu":
-        run(dtype)  # CUDA warm-up: kernel selection and allocations stay out of the timing
-    with timed(region, device):
-        got = run(dtype)
-    ref = run(torch.float64)
-    return max(_max_rel(a, b) for a, b in zip(got, ref, strict=True))
+    return _forward_backward(torch.nn.functional.linear, x0, w0, g0, precision, region, device)
 
 
 def _conv_flops(batch: int) -> float:
