@@ -50,10 +50,6 @@ class Carrier:
         return (1 << (self.width - 1)) - 1
 
     @property
-    def sign_mask(self) -> int:
-        return -(1 << (self.width - 1))
-
-    @property
     def inf_bits(self) -> int:
         return ((1 << (self.width - 1 - self.mant)) - 1) << self.mant
 
