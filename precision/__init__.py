@@ -11,7 +11,13 @@ from precision.autograd import Cast, Quantizer, quant_function, quantizer
 from precision.formats import BlockFormat, FixedFormat, FixedOverflow, FloatFormat, Format
 from precision.optim import LowPrecisionOptimizer
 from precision.policy import PrecisionPolicy, apply_policy
-from precision.quantize import quantize, quantize_
+from precision.quantize import (
+    RoundingCounts,
+    quantize,
+    quantize_,
+    quantize_counted,
+    quantize_into,
+)
 from precision.registry import parse
 from precision.rounding import Overflow, RoundingMode, Specials
 from precision.scaling import LossScaler
@@ -30,6 +36,7 @@ __all__ = [
     "Overflow",
     "PrecisionPolicy",
     "Quantizer",
+    "RoundingCounts",
     "RoundingMode",
     "Specials",
     "apply_policy",
@@ -39,5 +46,7 @@ __all__ = [
     "quant_function",
     "quantize",
     "quantize_",
+    "quantize_counted",
+    "quantize_into",
     "quantizer",
 ]

@@ -185,13 +185,43 @@ def round_bits(
     return torch.where(is_nan, b, out)
 
 
+#: Rows of :func:`round_tally`'s counts.
+FLUSHED, BEYOND, AT_LIMIT = range(3)
+
+
+def round_tally(
+    b: torch.Tensor,
+    p: torch.Tensor,
+    key: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
+    signed_zero: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`round_bits` plus three counts taken in the same pass (int32 vector):
+    ``FLUSHED``, nonzero inputs rounded to zero; ``BEYOND``, finite inputs of magnitude
+    above the format's largest finite value; ``AT_LIMIT``, results of magnitude at least
+    that value, infinities included (NaN is in none of them)."""
+    r = round_bits(b, p, key, carrier, mode, signed_zero)
+    a_in = b & carrier.abs_mask
+    ra = r & carrier.abs_mask
+    top = p[MAX_BITS]
+    counts = torch.stack(
+        [
+            ((a_in != 0) & (ra == 0)).sum(dtype=torch.int32),
+            ((a_in > top) & (a_in < carrier.inf_bits)).sum(dtype=torch.int32),
+            ((ra >= top) & (ra <= carrier.inf_bits)).sum(dtype=torch.int32),
+        ]
+    )
+    return r, counts
+
+
 # ---- eager / compiled dispatch --------------------------------------------------------
 
 KernelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 _BACKENDS = ("auto", "compiled", "eager")
 _state = threading.local()
-_compiled: dict[tuple[str, RoundingMode, bool, str], KernelFn] = {}
+_compiled: dict[tuple[str, RoundingMode, bool, str, bool], KernelFn] = {}
 _compile_failed: set[str] = set()
 _lock = threading.Lock()
 #: Below this many elements the eager kernel is used in "auto" mode: a compiled call costs
@@ -234,18 +264,30 @@ class kernel_backend:
         _state.backend = self._prev
 
 
-def _make(carrier: Carrier, mode: RoundingMode, signed_zero: bool) -> KernelFn:
+def _make(carrier: Carrier, mode: RoundingMode, signed_zero: bool, tally: bool) -> KernelFn:
     # The compiled graph stores straight into ``out`` (which may be ``b`` itself).
-    def kernel(
-        b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
-    ) -> torch.Tensor:
-        out.copy_(round_bits(b, p, key, carrier, mode, signed_zero))
-        return out
+    if tally:
+
+        def kernel(
+            b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
+        ) -> torch.Tensor:
+            r, counts = round_tally(b, p, key, carrier, mode, signed_zero)
+            out.copy_(r)
+            return counts
+
+    else:
+
+        def kernel(
+            b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
+        ) -> torch.Tensor:
+            out.copy_(round_bits(b, p, key, carrier, mode, signed_zero))
+            return out
 
     # One code object per kernel: torch.compile keeps its cache on the code object, and a
     # shared one would see the carrier constants change between calls and turn them into
     # symbols (automatic dynamic), which inductor miscompiles for 64-bit shifts.
     name = f"round_bits_{carrier.name}_{mode.value}" + ("" if signed_zero else "_nosignedzero")
+    name += "_tally" if tally else ""
     renamed: dict[str, str] = {"co_name": name}
     if sys.version_info >= (3, 11):
         renamed["co_qualname"] = name
@@ -255,9 +297,9 @@ def _make(carrier: Carrier, mode: RoundingMode, signed_zero: bool) -> KernelFn:
 
 
 def _compiled_kernel(
-    carrier: Carrier, mode: RoundingMode, signed_zero: bool, device_type: str
+    carrier: Carrier, mode: RoundingMode, signed_zero: bool, device_type: str, tally: bool
 ) -> KernelFn:
-    cache_key = (carrier.name, mode, signed_zero, device_type)
+    cache_key = (carrier.name, mode, signed_zero, device_type, tally)
     fn = _compiled.get(cache_key)
     if fn is None:
         with _lock:
@@ -266,7 +308,7 @@ def _compiled_kernel(
                 # Not dynamic=True: that also turns the closure's Python ints (carrier
                 # constants) into symbols, and inductor then miscompiles the 64-bit shifts.
                 # The element count alone is marked dynamic, at each call.
-                fn = torch.compile(_make(carrier, mode, signed_zero), fullgraph=True)
+                fn = torch.compile(_make(carrier, mode, signed_zero, tally), fullgraph=True)
                 _compiled[cache_key] = fn
     return fn
 
@@ -317,12 +359,50 @@ def run(
 ) -> torch.Tensor:
     """Round 1-D contiguous carrier bits with the chosen backend (into ``bits`` itself
     when ``inplace``); returns the rounded bits."""
-    backend = get_backend()
-    device_type = bits.device.type
     if torch.compiler.is_compiling():
         # Inside a user's torch.compile region: trace the plain function into their graph.
         res = round_bits(bits, params, key, carrier, mode, signed_zero)
         return bits.copy_(res) if inplace else res
+    out = bits if inplace else None
+    return _dispatch(bits, out, params, key, carrier, mode, signed_zero, tally=False)
+
+
+def run_into(
+    bits: torch.Tensor,
+    out: torch.Tensor,
+    params: torch.Tensor,
+    key: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
+    signed_zero: bool = True,
+    tally: bool = False,
+) -> torch.Tensor:
+    """Round 1-D contiguous carrier bits into ``out`` (same shape and dtype; a separate
+    buffer is fastest, ``bits`` itself works). Returns ``out``, or with ``tally`` the
+    counts of :func:`round_tally` (int32: at most 2**31 - 1 elements)."""
+    if torch.compiler.is_compiling():
+        if not tally:
+            return out.copy_(round_bits(bits, params, key, carrier, mode, signed_zero))
+        res, counts = round_tally(bits, params, key, carrier, mode, signed_zero)
+        out.copy_(res)
+        return counts
+    return _dispatch(bits, out, params, key, carrier, mode, signed_zero, tally)
+
+
+def _dispatch(
+    bits: torch.Tensor,
+    out: torch.Tensor | None,
+    params: torch.Tensor,
+    key: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
+    signed_zero: bool,
+    tally: bool,
+) -> torch.Tensor:
+    """Run the kernel compiled or eager, into ``out`` (None: a new buffer). Returns the
+    rounded bits, or with ``tally`` the counts."""
+    backend = get_backend()
+    device_type = bits.device.type
     use_compiled = backend == "compiled" or (
         backend == "auto"
         and bits.numel() >= COMPILE_THRESHOLD
@@ -330,12 +410,12 @@ def run(
     )
     if use_compiled:
         try:
-            out = bits if inplace else empty_output(bits)
+            dest = empty_output(bits) if out is None else out
             torch._dynamo.mark_dynamic(bits, 0)
-            if not inplace:
-                torch._dynamo.mark_dynamic(out, 0)
-            kernel = _compiled_kernel(carrier, mode, signed_zero, device_type)
-            return kernel(bits, out, params, key)
+            if dest is not bits:
+                torch._dynamo.mark_dynamic(dest, 0)
+            kernel = _compiled_kernel(carrier, mode, signed_zero, device_type, tally)
+            return kernel(bits, dest, params, key)
         except Exception as exc:
             if backend == "compiled":
                 raise RuntimeError(
@@ -348,7 +428,11 @@ def run(
                 "using the eager kernel (same bits, slower). Set PRECISION_KERNEL=eager to "
                 "skip the attempt.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
+    if tally:
+        res, counts = round_tally(bits, params, key, carrier, mode, signed_zero)
+        (bits if out is None else out).copy_(res)
+        return counts
     res = round_bits(bits, params, key, carrier, mode, signed_zero)
-    return bits.copy_(res) if inplace else res
+    return res if out is None else out.copy_(res)

@@ -124,16 +124,21 @@ def local_exponents(tensors: Sequence[torch.Tensor], headroom: int) -> torch.Ten
 
 def exponents_from_amax(amax: torch.Tensor, headroom: int) -> torch.Tensor:
     """Step 1 from precomputed maxima ``amax`` (any float dtype, non-negative or NaN)."""
-    amax = amax.detach().to(torch.float64).cpu()
-    finite = torch.isfinite(amax)
-    positive = finite & (amax > 0)
-    mant, exp = torch.frexp(torch.where(positive, amax, torch.ones_like(amax)))
+    return torch.tensor(
+        [_exponent(v, headroom) for v in amax.detach().to(torch.float64).cpu().tolist()],
+        dtype=torch.float32,
+    )
+
+
+def _exponent(amax: float, headroom: int) -> float:
+    if not math.isfinite(amax):  # Inf or NaN
+        return math.inf
+    if amax <= 0:
+        return -math.inf
     # amax = mant * 2**exp with mant in [0.5, 1): ceil(log2 amax) is exp, or exp - 1 when
     # amax is exactly a power of two. Integer math, so no log2 rounding at binade edges.
-    ceil_log2 = exp - (mant == 0.5).to(exp.dtype)
-    e = (ceil_log2 + headroom).to(torch.float32)
-    e = torch.where(positive, e, torch.tensor(-math.inf))
-    return torch.where(finite, e, torch.tensor(math.inf))
+    mant, exp = math.frexp(amax)
+    return float(exp - (mant == 0.5) + headroom)
 
 
 @dataclass(frozen=True)

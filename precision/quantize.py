@@ -7,8 +7,9 @@ hpcprof's bits-needed runs) calls :func:`quantize`; the bit work lives in
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
-from typing import TypeVar, overload
+from typing import NamedTuple, TypeVar, overload
 
 import numpy as np
 import torch
@@ -128,6 +129,153 @@ def quantize_(
         return _round(x, fmt, mode, generator, inplace=True)
     with torch.no_grad():
         return x.copy_(quantize(x, fmt, mode, generator=generator))
+
+
+class RoundingCounts(NamedTuple):
+    """What one rounding did to a tensor, counted in the rounding pass.
+
+    Attributes:
+        flushed: nonzero inputs that became zero (underflow).
+        beyond: finite inputs of magnitude above :func:`largest_value` (overflow: they
+            became that value, infinity or NaN as the format's policy says).
+        at_limit: results of magnitude at least :func:`largest_value`, infinities
+            included (saturation). NaN is counted in none of the three.
+    """
+
+    flushed: int
+    beyond: int
+    at_limit: int
+
+
+def largest_value(fmt: Format) -> float:
+    """The largest finite magnitude of ``fmt``: the limit :class:`RoundingCounts` uses."""
+    if isinstance(fmt, BlockFormat):
+        return largest_value(fmt.element) * math.ldexp(1.0, fmt.scale.emax)
+    return fmt.max_value if isinstance(fmt, FixedFormat) else fmt.max_finite
+
+
+def quantize_counted(
+    x: torch.Tensor,
+    fmt: Format | str,
+    rounding: RoundingMode | str = RoundingMode.NEAREST_EVEN,
+    *,
+    out: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, RoundingCounts]:
+    """:func:`quantize` that also counts underflow, overflow and saturation.
+
+    For contiguous float32/float64 tensors, signed float formats and a separate ``out``, the
+    counts come out of the rounding pass itself (no extra read of either tensor); otherwise
+    they are taken by comparing the input with the result.
+
+    Args:
+        x: a torch tensor (same dtypes as :func:`quantize`).
+        fmt: the format (or its name).
+        rounding: the rounding mode.
+        out: tensor of ``x``'s shape and dtype that receives the result; ``x`` itself
+            rounds in place. None: a new tensor.
+        generator: as for :func:`quantize`.
+
+    Returns:
+        The rounded tensor (``out`` when given) and its :class:`RoundingCounts`.
+
+    Raises:
+        ValueError: as :func:`quantize`, or ``out`` has another shape, dtype or device.
+    """
+    from precision.registry import parse
+
+    fmt, mode = parse(fmt), RoundingMode.parse(rounding)
+    if out is not None and (out.shape != x.shape or out.dtype != x.dtype or out.device != x.device):
+        raise ValueError(
+            f"quantize_counted: out is {tuple(out.shape)} {out.dtype} on {out.device}, x is "
+            f"{tuple(x.shape)} {x.dtype} on {x.device}: they must match"
+        )
+    carrier = _direct(x, fmt)
+    if (
+        carrier is not None
+        and isinstance(fmt, FloatFormat)  # (as _direct checked: for the type checker)
+        and (out is None or (out.is_contiguous() and out.data_ptr() != x.data_ptr()))
+        and x.numel() < 1 << 31
+    ):
+        dest = K.empty_output(x) if out is None else out
+        if x.numel() == 0:
+            return dest, RoundingCounts(0, 0, 0)
+        with torch.no_grad():
+            counts = K.run_into(
+                x.detach().view(-1).view(carrier.int_dtype),
+                dest.detach().view(-1).view(carrier.int_dtype),
+                _params(fmt, mode, carrier.name, x.device),
+                _key(mode, generator, x.device),
+                carrier,
+                mode,
+                fmt.has_negative_zero,
+                tally=True,
+            )
+        flushed, beyond, at_limit = (int(c) for c in counts.tolist())
+        return dest, RoundingCounts(flushed, beyond, at_limit)
+    with torch.no_grad():
+        y = quantize(x, fmt, mode, generator=generator)  # x is read before out is written
+        top = largest_value(fmt)
+        mag = y.abs()
+        flushed = int(((x != 0) & (mag == 0)).sum())
+        beyond = int(((x.abs() > top) & torch.isfinite(x)).sum())
+        at_limit = int((mag >= top).sum())
+        dest = y if out is None else out.copy_(y)
+    return dest, RoundingCounts(flushed, beyond, at_limit)
+
+
+def quantize_into(
+    x: torch.Tensor,
+    out: torch.Tensor,
+    fmt: Format | str,
+    rounding: RoundingMode | str = RoundingMode.NEAREST_EVEN,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """:func:`quantize` writing into ``out`` (``x``'s shape, dtype and device; a separate
+    buffer, or ``x`` itself). For contiguous float32/float64 tensors the kernel stores
+    straight into ``out``, which is faster than rounding in place. Returns ``out``.
+
+    Raises:
+        ValueError: as :func:`quantize`, or ``out`` does not match ``x``.
+    """
+    from precision.registry import parse
+
+    fmt, mode = parse(fmt), RoundingMode.parse(rounding)
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(
+            f"quantize_into: out is {tuple(out.shape)} {out.dtype} on {out.device}, x is "
+            f"{tuple(x.shape)} {x.dtype} on {x.device}: they must match"
+        )
+    if out.data_ptr() == x.data_ptr():
+        return quantize_(x, fmt, mode, generator=generator)
+    carrier = _direct(x, fmt)
+    if carrier is not None and isinstance(fmt, FloatFormat) and out.is_contiguous():
+        if x.numel():
+            with torch.no_grad():
+                K.run_into(
+                    x.detach().view(-1).view(carrier.int_dtype),
+                    out.detach().view(-1).view(carrier.int_dtype),
+                    _params(fmt, mode, carrier.name, x.device),
+                    _key(mode, generator, x.device),
+                    carrier,
+                    mode,
+                    fmt.has_negative_zero,
+                )
+        return out
+    with torch.no_grad():
+        return out.copy_(quantize(x, fmt, mode, generator=generator))
+
+
+def _direct(x: torch.Tensor, fmt: Format) -> K.Carrier | None:
+    """The carrier when the kernel can round ``x`` straight from and to its memory: a
+    contiguous tensor of the carrier's dtype and a signed float format it holds."""
+    if not (isinstance(fmt, FloatFormat) and fmt.signed and x.is_contiguous()):
+        return None
+    if x.dtype not in (torch.float32, torch.float64) or not fmt.fits_in(_DTYPE_NAMES[x.dtype]):
+        return None
+    carrier = _carrier(x, fmt)
+    return carrier if x.dtype == carrier.float_dtype else None
 
 
 def _carrier(x: torch.Tensor, fmt: FloatFormat | FixedFormat) -> K.Carrier:

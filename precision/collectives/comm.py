@@ -10,7 +10,7 @@ gloo cannot reduce float8 dtypes, and every value of the format is exact in floa
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +65,21 @@ def all_reduce(x: torch.Tensor, group: Any, op: Any = None) -> torch.Tensor:
     return x
 
 
-def all_reduce_max(x: torch.Tensor, group: Any, device: torch.device) -> torch.Tensor:
-    """Element-wise MAX over the group (on ``device``: NCCL reduces device tensors only)."""
+def start_all_reduce_max(
+    x: torch.Tensor, group: Any, device: torch.device
+) -> Callable[[], torch.Tensor]:
+    """Start an element-wise MAX over the group without waiting for it; the returned
+    function waits and gives the result on the CPU. The caller may work in between (the
+    exchange is latency, not bandwidth)."""
     y = x.to(device)
-    dist.all_reduce(y, op=dist.ReduceOp.MAX, group=group)
-    return y.cpu()
+    work = dist.all_reduce(y, op=dist.ReduceOp.MAX, group=group, async_op=True)
+
+    def wait() -> torch.Tensor:
+        if work is not None:
+            work.wait()
+        return y.cpu()
+
+    return wait
 
 
 def _exchange(send: torch.Tensor, recv: torch.Tensor, group: Any, dst: int, src: int) -> None:

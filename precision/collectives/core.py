@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -29,7 +29,8 @@ from precision.collectives.state import (
     ReduceReport,
     Reduction,
 )
-from precision.formats import BlockFormat, FixedFormat, Format
+from precision.formats import FixedFormat, FloatFormat, Format
+from precision.quantize import largest_value
 
 Bounds = list[tuple[int, int]]
 
@@ -37,12 +38,6 @@ Bounds = list[tuple[int, int]]
 def working_dtype(fmt: Format | None) -> torch.dtype:
     """float32, or float64 for a format float32 cannot hold."""
     return torch.float64 if fmt is not None and fmt.carrier == "float64" else torch.float32
-
-
-def _top(fmt: Format) -> float:
-    if isinstance(fmt, BlockFormat):
-        return _top(fmt.element) * math.ldexp(1.0, fmt.scale.emax)
-    return fmt.max_value if isinstance(fmt, FixedFormat) else fmt.max_finite
 
 
 def _bounds(sizes: Iterable[int]) -> Bounds:
@@ -58,27 +53,37 @@ def layer_amax(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:
     return telemetry.layer_amax(x, bounds)
 
 
-def _plan(
-    fmt: Format,
-    amax: Callable[[], torch.Tensor],
-    state: LowPrecisionState,
-    world: int,
-    cache_key: object,
-    reduce_max: Callable[[torch.Tensor], torch.Tensor] | None,
-    dtype: torch.dtype,
-) -> tuple[aps.ShiftPlan, bool]:
-    """APS steps 1-3 from local maxima (``amax()``, called only when the plan is
-    recomputed), or the cached plan while ``reuse_shifts`` allows."""
+def _cached_plan(state: LowPrecisionState, cache_key: object) -> aps.ShiftPlan | None:
+    """The cached APS plan while ``reuse_shifts`` allows (counting this use), else None."""
     cached = state._shift_cache.get(cache_key)
-    if cached is not None and cached[1] > 0:
-        state._shift_cache[cache_key] = (cached[0], cached[1] - 1)
-        return cached[0], False
+    if cached is None or cached[1] <= 0:
+        return None
+    state._shift_cache[cache_key] = (cached[0], cached[1] - 1)
+    return cast(aps.ShiftPlan, cached[0])
+
+
+def _cannot_overflow(state: LowPrecisionState, plan: aps.ShiftPlan | None, world: int) -> bool:
+    """Whether fresh APS shifts bound the carrier reduction's results, so none can be Inf
+    or NaN and the scan for them can be skipped.
+
+    With a headroom of at least ``ceil(log2 W)`` bits each scaled value is at most
+    ``2**emax / W``, a value of the format, so rounding it in any mode cannot pass it; the
+    carrier's sum of ``W`` of them is at most ``2**emax``, which the format and the carrier
+    hold, so neither the carrier's own rounding nor the final one can pass that either.
+    Not so for the ordered reductions: rounding every partial sum upward (directed or
+    stochastic modes) can climb past the bound. Reused shifts may be stale, and unsigned
+    formats turn negatives into NaN.
+    """
+    fmt = state.fmt
+    signed = isinstance(fmt, FixedFormat) or (isinstance(fmt, FloatFormat) and fmt.signed)
     room = aps.default_headroom(world) if state.headroom is None else state.headroom
-    e = aps.exponents_from_amax(amax(), room)
-    plan = aps.shifts_from_exponents(reduce_max(e) if reduce_max else e, fmt, dtype)
-    if state.reuse_shifts:
-        state._shift_cache[cache_key] = (plan, state.reuse_shifts)
-    return plan, True
+    return (
+        plan is not None
+        and state.reduction is Reduction.CARRIER
+        and signed
+        and room >= aps.default_headroom(world)
+        and not plan.any_nonfinite
+    )
 
 
 def _raise_nonfinite(layers: Sequence[int]) -> None:
@@ -110,74 +115,92 @@ def reduce_flat(
         The average in the working dtype (may be ``flat`` itself), and the report.
     """
     group = comm.group_of(group if group is not None else state.process_group)
-    world, rank = dist.get_world_size(group), dist.get_rank(group)
-    fmt = state.fmt
+    world = dist.get_world_size(group)
     bounds = _bounds(sizes)
-    work = flat.detach().view(-1).to(working_dtype(fmt))
-    orig = work.clone() if state.measure_error and fmt is not None else None
+    work = flat.detach().view(-1).to(working_dtype(state.fmt))
+    orig = work.clone() if state.measure_error and state.fmt is not None else None
     n = len(bounds)
-    exps: Sequence[int | None] = [None] * n
-    shifts: Sequence[int | None] = [None] * n
-    exchanged, nonfinite_in = False, [False] * n
-    stats: dict[str, list[float]] = {}
-    if fmt is None:
+    if state.fmt is None:
         out = comm.all_reduce(work, group).div_(world)
+        plan, exchanged = None, False
+        stats: dict[str, list[float]] = {}
     else:
-        if state.loss_scale != 1.0:
-            work.mul_(state.loss_scale)
-        amax = functools.cache(lambda: layer_amax(work, bounds))
-        plan = None
-        if state.aps:
-            plan, exchanged = _plan(
-                fmt,
-                amax,
-                state,
-                world,
-                (bucket, tuple(sizes)),
-                lambda e: comm.all_reduce_max(e, group, work.device),
-                work.dtype,
-            )
-            if plan.any_nonfinite and state.nonfinite is NonFinitePolicy.RAISE:
-                _raise_nonfinite([i for i, f in enumerate(plan.nonfinite) if f])
-            exps, shifts, nonfinite_in = plan.exponents, plan.shifts, list(plan.nonfinite)
-        layout = plan_layout(fmt, bounds, plan.shifts if plan else None, work.dtype)
-        aps.apply_shifts(work, bounds, layout.multiply)
-        r = Rounder(fmt, state.rounding, (state.seed, state.step, bucket), layout.segments)
-        # the format's largest value per layer, in the domain each layer is rounded in
-        tops = [math.ldexp(_top(fmt), -c) for c in layout.carried]
-        if state.telemetry:
-            mults = layout.multiply
-            scaled = [math.ldexp(m, s) for m, s in zip(amax().tolist(), mults, strict=True)]
-            stats["overflow"] = telemetry.count_above(work, bounds, scaled, tops)
-            before = telemetry.nonzero_counts(work, bounds)
-        q = r.round_(work, Stage.INPUT, rank)
-        if state.telemetry:
-            lost = [x - y for x, y in zip(before, telemetry.nonzero_counts(q, bounds), strict=True)]
-            stats["underflow"] = telemetry.fractions(lost, bounds)
-        out = _reduce_quantized(q, r, state, group)
-        if state.telemetry:
-            out_amax = layer_amax(out, bounds).tolist()
-            stats["saturated"] = telemetry.count_at_least(out, bounds, out_amax, tops)
-        finish(out, bounds, layout.multiply, state, world)
-    nonfinite = [
-        f or g for f, g in zip(nonfinite_in, telemetry.nonfinite_layers(out, bounds), strict=True)
-    ]
+        out, plan, exchanged, stats = _reduce_lowp(work, bounds, state, state.fmt, group, bucket)
+    if exchanged and _cannot_overflow(state, plan, world):
+        nonfinite = [False] * n
+    else:
+        nonfinite_in = list(plan.nonfinite) if plan is not None else [False] * n
+        nonfinite_out = telemetry.nonfinite_layers(out, bounds)
+        nonfinite = [f or g for f, g in zip(nonfinite_in, nonfinite_out, strict=True)]
     if any(nonfinite) and state.nonfinite is NonFinitePolicy.RAISE:
         _raise_nonfinite([i for i, f in enumerate(nonfinite) if f])
     errs: list[float] | None = None
     if state.measure_error:
         ref = comm.all_reduce(orig, group).div_(world) if orig is not None else out
         errs = telemetry.rel_errors(out, ref, bounds)
-    report = _report(state, bucket, world, bounds, exps, shifts, nonfinite, stats, errs, exchanged)
+    report = _report(state, bucket, world, bounds, plan, nonfinite, stats, errs, exchanged)
     return out, report
 
 
-def _reduce_quantized(
+def _reduce_lowp(
+    work: torch.Tensor,
+    bounds: Bounds,
+    state: LowPrecisionState,
+    fmt: Format,
+    group: Any,
+    bucket: int,
+) -> tuple[torch.Tensor, aps.ShiftPlan | None, bool, dict[str, list[float]]]:
+    """The reduction in ``fmt`` (``state.fmt``); returns (result in ``work``, APS plan,
+    whether the shifts were exchanged this call, telemetry fractions)."""
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    if state.loss_scale != 1.0:
+        work.mul_(state.loss_scale)
+    amax = functools.cache(lambda: layer_amax(work, bounds))
+    plan, pending, exchanged = None, None, False
+    cache_key = (bucket, tuple(b - a for a, b in bounds))
+    if state.aps:
+        plan = _cached_plan(state, cache_key)
+        if plan is None:  # APS steps 1-2; the exchange runs while the counting below does
+            room = aps.default_headroom(world) if state.headroom is None else state.headroom
+            e = aps.exponents_from_amax(amax(), room)
+            pending = comm.start_all_reduce_max(e, group, work.device)
+    tel = None
+    if state.telemetry:
+        tel = telemetry.LayerCounts.start(work, bounds, _parts(fmt, bounds, state.aps, work.dtype))
+    if pending is not None:  # APS step 3
+        plan, exchanged = aps.shifts_from_exponents(pending(), fmt, work.dtype), True
+        if state.reuse_shifts:
+            state._shift_cache[cache_key] = (plan, state.reuse_shifts)
+    if plan is not None and plan.any_nonfinite and state.nonfinite is NonFinitePolicy.RAISE:
+        _raise_nonfinite([i for i, f in enumerate(plan.nonfinite) if f])
+    layout = plan_layout(fmt, bounds, plan.shifts if plan else None, work.dtype)
+    aps.apply_shifts(work, bounds, layout.multiply)
+    r = Rounder(fmt, state.rounding, (state.seed, state.step, bucket), layout.segments)
+    # the format's largest value per layer, in the domain each layer is rounded in
+    tops = [math.ldexp(largest_value(fmt), -c) for c in layout.carried]
+    q = state.wire_buffer(work, bucket)  # quantize out of place: faster, and keeps the input
+    tally = tel is not None and tel.tallied
+    counts = r.round_into(work, q, Stage.INPUT, rank, tally=tally)
+    stats: dict[str, list[float]] = {}
+    if tel is not None:
+        scaled = [math.ldexp(m, s) for m, s in zip(amax().tolist(), layout.multiply, strict=True)]
+        stats["underflow"] = tel.flushed(q, counts or [])
+        stats["overflow"] = tel.beyond(work, counts or [], scaled, tops)
+    if state.reduction is Reduction.CARRIER:
+        counts = r.round_into(comm.all_reduce(q, group), work, Stage.RESULT, tally=tally)
+    else:  # the result can sit in the wire buffer or a new one: keep it in ``work``
+        work.copy_(_reduce_ordered(q, r, state, group))
+        counts = None  # the ordered sums round chunk by chunk: no per-layer counts
+    if tel is not None:
+        stats["saturated"] = tel.at_limit(work, counts, tops)
+    finish(work, bounds, layout.multiply, state, world)
+    return work, plan, exchanged, stats
+
+
+def _reduce_ordered(
     q: torch.Tensor, r: Rounder, state: LowPrecisionState, group: Any
 ) -> torch.Tensor:
-    """Sum the quantized ``q`` (overwritten) over the group as ``state.reduction`` says."""
-    if state.reduction is Reduction.CARRIER:
-        return r.round_(comm.all_reduce(q, group), Stage.RESULT)
+    """Sum the quantized ``q`` (overwritten) over the group in ``state.reduction``'s order."""
     if state.reduction is Reduction.RANK:
         return comm.rank_reduce(q, r, group)
     if state.reduction is Reduction.RING:
@@ -185,6 +208,18 @@ def _reduce_quantized(
     if state._torus is None or state._torus[0] is not group:
         state._torus = (group, comm.torus_groups(state.grid, group))
     return comm.torus_allreduce(q, r, state._torus[1])
+
+
+def _parts(fmt: Format, bounds: Bounds, aps_on: bool, dtype: torch.dtype) -> list[int | None]:
+    """Per layer, the index of the rounding call that covers exactly that layer (whose
+    counts are then the layer's), else None. Under APS the calls depend on the sizes only."""
+    if aps_on:
+        layout = plan_layout(fmt, bounds, [0] * len(bounds), dtype)
+        spans = [(seg.start, seg.stop) for seg in layout.segments]
+    else:
+        spans = [(0, bounds[-1][1])] if bounds else []
+    index = {span: k for k, span in enumerate(spans)}
+    return [index.get(b) for b in bounds]
 
 
 def finish(
@@ -223,14 +258,16 @@ def _report(
     bucket: int,
     world: int,
     bounds: Bounds,
-    exps: Sequence[int | None],
-    shifts: Sequence[int | None],
+    plan: aps.ShiftPlan | None,
     nonfinite: Sequence[bool],
     stats: dict[str, list[float]],
     errs: list[float] | None,
     exchanged: bool,
 ) -> ReduceReport:
     none: list[float | None] = [None] * len(bounds)
+    unknown: list[int | None] = [None] * len(bounds)
+    exps = plan.exponents if plan is not None else unknown
+    shifts: Sequence[int | None] = plan.shifts if plan is not None else unknown
     frac: dict[str, Sequence[float | None]] = dict(stats)
     layers = tuple(
         LayerStats(

@@ -21,7 +21,7 @@ import torch
 
 from precision import aps
 from precision.formats import FixedFormat, FloatFormat, Format
-from precision.quantize import quantize_
+from precision.quantize import RoundingCounts, quantize_, quantize_counted, quantize_into
 from precision.rounding import RoundingMode
 
 _MASK64 = (1 << 64) - 1
@@ -166,6 +166,33 @@ class Rounder:
             if lo < hi:
                 quantize_(x[lo:hi], seg.fmt, self.rounding, generator=self.generator(*key, i))
         return x
+
+    def round_into(
+        self, x: torch.Tensor, out: torch.Tensor, *key: int, tally: bool = False
+    ) -> list[RoundingCounts] | None:
+        """Round the whole flat tensor ``x`` into ``out`` (same bits as :meth:`round_`).
+
+        Returns:
+            With ``tally``, the :class:`~precision.quantize.RoundingCounts` of each segment
+            (one entry when there are no segments), taken in the rounding pass; else None.
+        """
+        parts = (
+            [(0, x.numel(), self.fmt, ())]
+            if not self.segments
+            else [(seg.start, seg.stop, seg.fmt, (i,)) for i, seg in enumerate(self.segments)]
+        )
+        counts: list[RoundingCounts] = []
+        for a, b, fmt, extra in parts:
+            gen = self.generator(*key, *extra)
+            if tally:
+                counts.append(
+                    quantize_counted(x[a:b], fmt, self.rounding, out=out[a:b], generator=gen)[1]
+                )
+            else:
+                quantize_into(x[a:b], out[a:b], fmt, self.rounding, generator=gen)
+        if self.segments and parts[-1][1] < x.numel():
+            out[parts[-1][1] :].copy_(x[parts[-1][1] :])  # zero padding, as round_ leaves it
+        return counts if tally else None
 
     def quantize(self, x: torch.Tensor, *key: int) -> torch.Tensor:
         """Out-of-place :meth:`round_` of a whole flat tensor."""

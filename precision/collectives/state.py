@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
+import torch
+
+from precision._kernel import empty_output
 from precision.formats import BlockFormat, FixedFormat, FloatFormat, Format
 from precision.rounding import RoundingMode
 
@@ -67,9 +70,11 @@ class LowPrecisionState:
             since may overflow (seen as ``overflow`` in the report).
         measure_error: also all-reduce the float32 gradients and report the relative error
             (costs a second all-reduce).
-        telemetry: count underflow, overflow and saturation per layer (two counting passes
-            and a max pass over the gradients, plus a scan of the layers whose maximum
-            reaches the format's range limit); when False those report fields are None and
+        telemetry: count underflow, overflow and saturation per layer. Layers rounded in a
+            call of their own (APS on, at least ``ordered.MIN_CARRIED`` elements) are counted
+            inside the rounding passes; the others, and the results of the ordered
+            reductions, by extra reads of those layers. When False those report fields are
+            None and
             nothing is counted.
         loss_scale: static global scale multiplied in before quantizing and divided out
             after: the baseline APS is compared against. Use a power of two (exact).
@@ -101,6 +106,19 @@ class LowPrecisionState:
     _shift_cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
     _pending: list[ReduceReport] = field(default_factory=list, init=False, repr=False)
     _torus: Any = field(default=None, init=False, repr=False)
+    _wire: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def wire_buffer(self, like: torch.Tensor, bucket: int) -> torch.Tensor:
+        """The buffer the quantized gradients of ``bucket`` travel in, kept across steps
+        (one per bucket, the size of its gradients): a fresh multi-megabyte buffer each
+        step costs page faults, and rounding into a separate buffer is faster than in
+        place."""
+        key = (bucket, like.shape, like.dtype, like.device)
+        buf = self._wire.get(key)
+        if buf is None:
+            self._wire = {k: v for k, v in self._wire.items() if k[0] != bucket}
+            buf = self._wire[key] = empty_output(like)
+        return cast(torch.Tensor, buf)
 
     def __post_init__(self) -> None:
         if isinstance(self.fmt, str):

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+
+from precision.quantize import RoundingCounts
 
 Bounds = list[tuple[int, int]]
 
@@ -33,6 +36,69 @@ def nonzero_counts(x: torch.Tensor, bounds: Bounds) -> list[int]:
         return []
     counts = [x[a:b].count_nonzero() for a, b in bounds]
     return [int(c) for c in torch.stack(counts).cpu().tolist()]
+
+
+@dataclass(frozen=True)
+class LayerCounts:
+    """Underflow, overflow and saturation per layer of one reduction.
+
+    Layers rounded in a call of their own (``parts[i]``: that call's index) take their
+    counts from the rounding passes (:func:`precision.quantize.quantize_counted`); the
+    others (``scan``) are counted by reads of those layers alone.
+    """
+
+    bounds: Bounds
+    parts: list[int | None]
+    scan: list[int]
+    before: list[int]  # nonzero elements of each scanned layer before rounding
+
+    @classmethod
+    def start(cls, work: torch.Tensor, bounds: Bounds, parts: list[int | None]) -> LayerCounts:
+        """Count the scanned layers' nonzero inputs (call before ``work`` is rounded)."""
+        scan = [i for i, k in enumerate(parts) if k is None]
+        return cls(bounds, parts, scan, nonzero_counts(work, [bounds[i] for i in scan]))
+
+    @property
+    def tallied(self) -> bool:
+        """Whether some layer takes its counts from a rounding call."""
+        return len(self.scan) < len(self.bounds)
+
+    def flushed(self, q: torch.Tensor, counts: Sequence[RoundingCounts]) -> list[float]:
+        """Fraction of each layer's elements flushed to zero; ``q`` is the rounded input."""
+        sub = [self.bounds[i] for i in self.scan]
+        lost = [x - y for x, y in zip(self.before, nonzero_counts(q, sub), strict=True)]
+        return self._merge(counts, "flushed", fractions(lost, sub))
+
+    def beyond(
+        self,
+        x: torch.Tensor,
+        counts: Sequence[RoundingCounts],
+        amax: Sequence[float],
+        tops: Sequence[float],
+    ) -> list[float]:
+        """Fraction of each layer's (scaled) input ``x`` above its ``tops`` value."""
+        sub = [self.bounds[i] for i in self.scan]
+        above = count_above(x, sub, [amax[i] for i in self.scan], [tops[i] for i in self.scan])
+        return self._merge(counts, "beyond", above)
+
+    def at_limit(
+        self, out: torch.Tensor, counts: Sequence[RoundingCounts] | None, tops: Sequence[float]
+    ) -> list[float]:
+        """Fraction of each layer's result at its ``tops`` value or beyond; ``counts`` None
+        (a result not made by one rounding call per part) scans every layer."""
+        layers = self.scan if counts is not None else range(len(self.bounds))
+        sub = [self.bounds[i] for i in layers]
+        at = count_at_least(out, sub, layer_amax(out, sub).tolist(), [tops[i] for i in layers])
+        return at if counts is None else self._merge(counts, "at_limit", at)
+
+    def _merge(
+        self, counts: Sequence[RoundingCounts], name: str, scanned: Sequence[float]
+    ) -> list[float]:
+        rest = iter(scanned)
+        return [
+            next(rest) if k is None else (getattr(counts[k], name) / (b - a) if b > a else 0.0)
+            for k, (a, b) in zip(self.parts, self.bounds, strict=True)
+        ]
 
 
 def fractions(counts: Sequence[int], bounds: Bounds) -> list[float]:

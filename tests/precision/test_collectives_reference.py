@@ -150,3 +150,50 @@ def test_carried_shifts_equal_the_multiply_path(
         if fmt is not BFLOAT16:  # (bfloat16 shifts never fit float32)
             layout = plan_layout(fmt, bounds, [3] * len(bounds), torch.float32)
             assert any(layout.carried) and any(layout.multiply)
+
+
+SIGNED = [E3M0, E3M1, FLOAT8_E4M3, FLOAT8_E4M3FN, FLOAT8_E5M2, BFLOAT16]
+SIGNED += [parse("fixed8.4"), parse("e4m3fn-sat"), parse("e2m1fn")]
+
+
+def _hostile(world: int) -> list[list[torch.Tensor]]:
+    """Gradients whose largest magnitude sits at the same place on every worker (the worst
+    case for the sum), with exact powers of two and values just under a binade edge."""
+    g = torch.Generator().manual_seed(world)
+    layers = []
+    for r in range(world):
+        a = torch.randn(64, generator=g) * 10.0 ** torch.randint(-6, 6, (64,), generator=g)
+        a[0], a[1], a[2] = 3.0e6, -(2.0**22), math.nextafter(2.0**22, 0.0)
+        layers.append([a, torch.full((5,), 2.0**-20) * (r + 1)])
+    return layers
+
+
+@pytest.mark.parametrize("world", [2, 3, 4, 8])
+@pytest.mark.parametrize("fmt", SIGNED, ids=str)
+def test_fresh_shifts_keep_the_carrier_sum_finite(fmt: FloatFormat, world: int) -> None:
+    """What lets the carrier all-reduce skip its Inf/NaN scan: with fresh APS shifts and
+    the default headroom its result stays in the format, whatever the gradients and the
+    rounding mode."""
+    for mode in RoundingMode:
+        state = LowPrecisionState(fmt=fmt, rounding=mode)
+        for out in reference_reduce(_hostile(world), state):
+            assert bool(torch.isfinite(out).all()), (str(fmt), world, mode)
+
+
+def test_ordered_sums_rounded_upward_can_overflow_despite_aps() -> None:
+    """Why the ordered reductions keep the scan: rounding each partial sum toward +inf
+    climbs 0.25, 0.5, 1, 2, 4, 8 and then past e3m0's largest value."""
+    state = LowPrecisionState(
+        fmt=E3M0, rounding=RoundingMode.TOWARD_POSITIVE, reduction=Reduction.RANK
+    )
+    out = reference_reduce(_hostile(8), state)[0]
+    assert math.isinf(float(out[0]))
+
+
+def test_wire_buffer_is_kept_per_bucket_and_shape() -> None:
+    state = LowPrecisionState(fmt=E3M0)
+    a = state.wire_buffer(torch.zeros(10), bucket=0)
+    assert state.wire_buffer(torch.ones(10), bucket=0) is a
+    assert state.wire_buffer(torch.zeros(10), bucket=1) is not a
+    b = state.wire_buffer(torch.zeros(12), bucket=0)  # the bucket changed size: replaced
+    assert b.shape == (12,) and len(state._wire) == 2
