@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Iterable, Sequence
@@ -122,10 +123,12 @@ def reduce_flat(
     n = len(bounds)
     if state.fmt is None:
         out = comm.all_reduce(work, group).div_(world)
-        plan, exchanged = None, False
+        plan, exchanged, totals = None, False, None
         stats: dict[str, list[float]] = {}
     else:
-        out, plan, exchanged, stats = _reduce_lowp(work, bounds, state, state.fmt, group, bucket)
+        out, plan, exchanged, stats, totals = _reduce_lowp(
+            work, bounds, state, state.fmt, group, bucket
+        )
     if exchanged and _cannot_overflow(state, plan, world):
         nonfinite = [False] * n
     else:
@@ -139,7 +142,7 @@ def reduce_flat(
         ref = comm.all_reduce(orig, group).div_(world) if orig is not None else out
         errs = telemetry.rel_errors(out, ref, bounds)
     report = _report(state, bucket, world, bounds, plan, nonfinite, stats, errs, exchanged)
-    return out, report
+    return out, dataclasses.replace(report, totals=totals) if totals is not None else report
 
 
 def _reduce_lowp(
@@ -149,9 +152,16 @@ def _reduce_lowp(
     fmt: Format,
     group: Any,
     bucket: int,
-) -> tuple[torch.Tensor, aps.ShiftPlan | None, bool, dict[str, list[float]]]:
+) -> tuple[
+    torch.Tensor,
+    aps.ShiftPlan | None,
+    bool,
+    dict[str, list[float]],
+    tuple[int, int, int] | None,
+]:
     """The reduction in ``fmt`` (``state.fmt``); returns (result in ``work``, APS plan,
-    whether the shifts were exchanged this call, telemetry fractions)."""
+    whether the shifts were exchanged this call, per-layer telemetry fractions, totals
+    counted without the per-layer split)."""
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     if state.loss_scale != 1.0:
         work.mul_(state.loss_scale)
@@ -164,8 +174,8 @@ def _reduce_lowp(
             room = aps.default_headroom(world) if state.headroom is None else state.headroom
             e = aps.exponents_from_amax(amax(), room)
             pending = comm.start_all_reduce_max(e, group, work.device)
-    tel = None
-    if state.telemetry:
+    tel = None  # per-layer counts; without them, totals come from the rounding passes
+    if state.telemetry and state.layer_telemetry:
         tel = telemetry.LayerCounts.start(work, bounds, _parts(fmt, bounds, state.aps, work.dtype))
     if pending is not None:  # APS step 3
         plan, exchanged = aps.shifts_from_exponents(pending(), fmt, work.dtype), True
@@ -179,13 +189,15 @@ def _reduce_lowp(
     # the format's largest value per layer, in the domain each layer is rounded in
     tops = [math.ldexp(largest_value(fmt), -c) for c in layout.carried]
     q = state.wire_buffer(work, bucket)  # quantize out of place: faster, and keeps the input
-    tally = tel is not None and tel.tallied
+    totals_only = state.telemetry and not state.layer_telemetry
+    tally = totals_only or (tel is not None and tel.tallied)
     counts = r.round_into(work, q, Stage.INPUT, rank, tally=tally)
     stats: dict[str, list[float]] = {}
     if tel is not None:
         scaled = [math.ldexp(m, s) for m, s in zip(amax().tolist(), layout.multiply, strict=True)]
         stats["underflow"] = tel.flushed(q, counts or [])
         stats["overflow"] = tel.beyond(work, counts or [], scaled, tops)
+    in_counts = counts or []
     if state.reduction is Reduction.CARRIER:
         counts = r.round_into(comm.all_reduce(q, group), work, Stage.RESULT, tally=tally)
     else:  # the result can sit in the wire buffer or a new one: keep it in ``work``
@@ -193,8 +205,24 @@ def _reduce_lowp(
         counts = None  # the ordered sums round chunk by chunk: no per-layer counts
     if tel is not None:
         stats["saturated"] = tel.at_limit(work, counts, tops)
+    totals = None
+    if totals_only:
+        at_limit = (
+            sum(c.at_limit for c in counts) if counts is not None else _count_at_limit(work, r)
+        )
+        totals = (sum(c.flushed for c in in_counts), sum(c.beyond for c in in_counts), at_limit)
     finish(work, bounds, layout.multiply, state, world)
-    return work, plan, exchanged, stats
+    return work, plan, exchanged, stats, totals
+
+
+def _count_at_limit(out: torch.Tensor, r: Rounder) -> int:
+    """Elements of ``out`` at or beyond the largest value of their rounding call's format
+    (one read per call; the layers of a call share its format)."""
+    if not r.segments:
+        return int((out.abs() >= largest_value(r.fmt)).sum())
+    return sum(
+        int((out[seg.start : seg.stop].abs() >= largest_value(seg.fmt)).sum()) for seg in r.segments
+    )
 
 
 def _reduce_ordered(
@@ -239,18 +267,22 @@ def finish(
     info = torch.finfo(out.dtype)
     if not any(shifts):
         bounds, shifts = [(0, out.numel())], [0]
+    segs, factors = [], []  # the exact single multiplies, made in one call
     for (a, b), s in zip(bounds, shifts, strict=True):
         seg = out[a:b]
         factor = math.ldexp(1.0, -(s or 0)) / state.loss_scale / world
         if pow2 and info.tiny <= factor <= info.max:
-            if factor != 1.0:
-                seg.mul_(factor)
+            if factor != 1.0 and b > a:
+                segs.append(seg)
+                factors.append(factor)
             continue
         if s:
             seg.mul_(math.ldexp(1.0, -s))
         if state.loss_scale != 1.0:
             seg.div_(state.loss_scale)
         seg.div_(world)
+    if segs:
+        torch._foreach_mul_(segs, factors)
 
 
 def _report(
@@ -321,7 +353,8 @@ def all_reduce_gradients(
     plist = list(params.parameters()) if isinstance(params, nn.Module) else list(params)
     grads = [p.grad for p in plist if p.grad is not None]
     if grads:
-        flat = torch.cat([g.detach().reshape(-1).to(working_dtype(state.fmt)) for g in grads])
+        dtype = working_dtype(state.fmt)
+        flat = torch.cat([g.detach().reshape(-1).to(dtype) for g in grads])
     else:
         flat = torch.zeros(0)
     out, report = reduce_flat(flat, [g.numel() for g in grads], state)

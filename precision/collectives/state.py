@@ -76,6 +76,10 @@ class LowPrecisionState:
             reductions, by extra reads of those layers. When False those report fields are
             None and
             nothing is counted.
+        layer_telemetry: with ``telemetry``, count per layer (False: only the totals of
+            each call, all counted inside the rounding passes, so telemetry costs no extra
+            read of the gradients; values that the exact APS multiply itself pushes below
+            float32's range are then not counted as flushed).
         loss_scale: static global scale multiplied in before quantizing and divided out
             after: the baseline APS is compared against. Use a power of two (exact).
         nonfinite: policy for layers holding Inf/NaN (:class:`NonFinitePolicy`).
@@ -98,6 +102,7 @@ class LowPrecisionState:
     reuse_shifts: int = 0
     measure_error: bool = False
     telemetry: bool = True
+    layer_telemetry: bool = True
     loss_scale: float = 1.0
     nonfinite: NonFinitePolicy = NonFinitePolicy.REPORT
     process_group: Any = None
@@ -192,6 +197,9 @@ class ReduceReport:
         layers: per-layer records.
         rel_error: relative L2 error over all layers (None unless ``measure_error``).
         method: what produced the record.
+        totals: ``(flushed, beyond, at_limit)`` element counts of the whole call, when
+            they were counted without the per-layer split (``layer_telemetry=False``);
+            :attr:`underflow`, :attr:`overflow` and :attr:`saturated` then come from them.
     """
 
     step: int
@@ -207,6 +215,7 @@ class ReduceReport:
     rel_error: float | None = None
     method: str = "precision.collectives"
     schema_version: int = SCHEMA_VERSION
+    totals: tuple[int, int, int] | None = None
 
     @property
     def numel(self) -> int:
@@ -214,6 +223,9 @@ class ReduceReport:
 
     def _weighted(self, name: str) -> float | None:
         vals = [(getattr(s, name), s.numel) for s in self.layers]
+        if self.totals is not None and vals and any(v is None for v, _ in vals):
+            index = ("underflow", "overflow", "saturated").index(name)
+            return self.totals[index] / self.numel if self.numel else 0.0
         if not vals or any(v is None for v, _ in vals):
             return None
         n = sum(k for _, k in vals)

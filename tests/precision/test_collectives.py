@@ -121,6 +121,13 @@ def scenarios(rank: int, world: int) -> dict[str, Any]:
     # e3m0 tops out at 8: 4 + 4 reaches it, 8 + 8 and 100 go beyond
     limits = [torch.full((6,), 4.0), torch.full((4,), 8.0), torch.tensor([100.0, 1.0]), t1()]
     res["limits"] = _reduce(limits, fmt=E3M0, aps=False)
+    res["limits_totals"] = _reduce(limits, fmt=E3M0, aps=False, layer_telemetry=False)
+    totals_kw = [kw for kw in configs(world) if kw["fmt"] is not None and kw.get("seed") == 5]
+    totals_kw = [kw for kw in totals_kw if kw["rounding"] == "nearest"]
+    res["totals"] = [_reduce(grads(rank), **kw, layer_telemetry=False) for kw in totals_kw]
+    ordered.MIN_CARRIED = CARRIED
+    res["totals_carried"] = [_reduce(grads(rank), **kw, layer_telemetry=False) for kw in totals_kw]
+    ordered.MIN_CARRIED = MIN_CARRIED
 
     clamp = grads(rank, scale=1e-30, seed=2)
     clamp[0] = torch.zeros_like(clamp[0])
@@ -241,6 +248,28 @@ def test_saturation_and_overflow_counts(run: tuple[int, list[Any]]) -> None:
         assert [s.saturated for s in report.layers] == [1.0, 1.0, 0.5, 0.0]
         assert [s.overflow for s in report.layers] == [0.0, 0.0, 0.5, 0.0]
         assert [s.underflow for s in report.layers] == [0.0, 0.0, 0.0, 0.25]
+
+
+def test_totals_without_layer_split_match_the_layer_counts(run: tuple[int, list[Any]]) -> None:
+    """``layer_telemetry=False`` counts inside the rounding passes only: same results, and
+    totals equal to the per-layer fractions weighted by size (nearest rounding: same bits
+    in every configuration), whether the layers share a rounding call or have their own."""
+    world, res = run
+    totals_kw = [kw for kw in configs(world) if kw["fmt"] is not None and kw.get("seed") == 5]
+    totals_kw = [kw for kw in totals_kw if kw["rounding"] == "nearest"]
+    for r in res:
+        for key in ("totals", "totals_carried"):
+            for kw, (got, report) in zip(totals_kw, r[key], strict=True):
+                want, layered = r["configs"][configs(world).index(kw)]
+                assert all(_same(g, w) for g, w in zip(got, want, strict=True)), (key, kw)
+                assert report.totals is not None and all(s.underflow is None for s in report.layers)
+                for name in ("underflow", "overflow", "saturated"):
+                    a, b = getattr(report, name), getattr(layered, name)
+                    assert a == pytest.approx(b, abs=1e-12), (key, kw, name)
+        _, limits = r["limits_totals"]
+        n = sum(s.numel for s in limits.layers)
+        assert limits.totals == (1, 1, 6 + 4 + 1)
+        assert limits.saturated == 11 / n and limits.overflow == 1 / n
 
 
 def test_reuse_shifts_skips_the_max_exchange(run: tuple[int, list[Any]]) -> None:
