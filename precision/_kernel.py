@@ -19,8 +19,6 @@ that value or zero. Overflow, infinities, NaN and signed zero follow the format'
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import os
 import struct
 import sys
@@ -31,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from precision._memory import empty_output
 from precision.rounding import RoundingMode
 
 
@@ -185,10 +184,6 @@ def round_bits(
     return torch.where(is_nan, b, out)
 
 
-#: Rows of :func:`round_tally`'s counts.
-FLUSHED, BEYOND, AT_LIMIT = range(3)
-
-
 def round_tally(
     b: torch.Tensor,
     p: torch.Tensor,
@@ -197,10 +192,10 @@ def round_tally(
     mode: RoundingMode,
     signed_zero: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`round_bits` plus three counts taken in the same pass (int32 vector):
-    ``FLUSHED``, nonzero inputs rounded to zero; ``BEYOND``, finite inputs of magnitude
-    above the format's largest finite value; ``AT_LIMIT``, results of magnitude at least
-    that value, infinities included (NaN is in none of them)."""
+    """:func:`round_bits` plus three counts taken in the same pass (an int32 vector): nonzero
+    inputs rounded to zero; finite inputs of magnitude above the format's largest finite
+    value; results of magnitude at least that value, infinities included (NaN is in none
+    of them)."""
     r = round_bits(b, p, key, carrier, mode, signed_zero)
     a_in = b & carrier.abs_mask
     ra = r & carrier.abs_mask
@@ -311,41 +306,6 @@ def _compiled_kernel(
                 fn = torch.compile(_make(carrier, mode, signed_zero, tally), fullgraph=True)
                 _compiled[cache_key] = fn
     return fn
-
-
-_HUGE_PAGE = 2 << 20
-_MADV_HUGEPAGE = 14
-
-
-@functools.cache
-def _madvise() -> Callable[[int, int, int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
-
-
-def empty_output(like: torch.Tensor) -> torch.Tensor:
-    """An uninitialized tensor like ``like``, backed by huge pages where Linux allows.
-
-    Faulting in a fresh multi-megabyte buffer 4 KiB at a time costs as much as the
-    rounding itself; asking for transparent huge pages (madvise, before the first touch)
-    makes the output nearly free. Without THP the call is a harmless no-op.
-    """
-    out = torch.empty_like(like)
-    advise = _madvise() if out.device.type == "cpu" else None
-    nbytes = out.numel() * out.element_size()
-    if advise is not None and nbytes >= 4 * _HUGE_PAGE:
-        start = -(-out.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE
-        stop = (out.data_ptr() + nbytes) // _HUGE_PAGE * _HUGE_PAGE
-        if stop > start:
-            advise(start, stop - start, _MADV_HUGEPAGE)
-    return out
 
 
 def run(

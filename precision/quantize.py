@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from precision import _kernel as K
+from precision._memory import empty_output
 from precision.formats import BlockFormat, FixedFormat, FixedOverflow, FloatFormat, Format
 from precision.rounding import Overflow, RoundingMode
 
@@ -197,7 +198,7 @@ def quantize_counted(
         and (out is None or (out.is_contiguous() and out.data_ptr() != x.data_ptr()))
         and x.numel() < 1 << 31
     ):
-        dest = K.empty_output(x) if out is None else out
+        dest = empty_output(x) if out is None else out
         if x.numel() == 0:
             return dest, RoundingCounts(0, 0, 0)
         with torch.no_grad():

@@ -15,8 +15,9 @@ into a half-hour hang.
 
 from precision.aps import NonFiniteGradientError
 from precision.collectives.comm import init_process_group_with_timeout
-from precision.collectives.core import all_reduce_gradients, reduce_flat, reference_reduce
+from precision.collectives.core import all_reduce_gradients, reduce_flat
 from precision.collectives.ddp import lowp_allreduce_hook
+from precision.collectives.reference import reference_reduce
 from precision.collectives.state import (
     LayerStats,
     LowPrecisionState,

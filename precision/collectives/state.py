@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import torch
 
-from precision._kernel import empty_output
+from precision._memory import empty_output
 from precision.formats import BlockFormat, FixedFormat, FloatFormat, Format
 from precision.rounding import RoundingMode
 
