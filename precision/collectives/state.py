@@ -74,12 +74,12 @@ class LowPrecisionState:
             call of their own (APS on, at least ``ordered.MIN_CARRIED`` elements) are counted
             inside the rounding passes; the others, and the results of the ordered
             reductions, by extra reads of those layers. When False those report fields are
-            None and
-            nothing is counted.
-        layer_telemetry: with ``telemetry``, count per layer (False: only the totals of
-            each call, all counted inside the rounding passes, so telemetry costs no extra
-            read of the gradients; values that the exact APS multiply itself pushes below
-            float32's range are then not counted as flushed).
+            None and nothing is counted.
+        layer_telemetry: with ``telemetry``, count per layer. False keeps only the totals
+            of each call (``ReduceReport.totals``), counted inside the rounding passes, so
+            the carrier reduction reads nothing extra (the ordered ones read their result
+            once for saturation); values that the exact APS multiply itself pushes below
+            float32's range are then not counted as flushed.
         loss_scale: static global scale multiplied in before quantizing and divided out
             after: the baseline APS is compared against. Use a power of two (exact).
         nonfinite: policy for layers holding Inf/NaN (:class:`NonFinitePolicy`).
