@@ -171,14 +171,20 @@ def round_bits(
     in_place = (a + inc) & ~mask
     # Under the smallest positive value (d > P): s + inc < 2**(dd+1), so the carry bit says
     # whether the result is that value or zero.
-    tiny = ((s + inc) >> dd) * p[Q_BITS]
+    tiny = -((s + inc) >> dd) & p[Q_BITS]  # (carry 0 or 1: all bits of Q or none)
     r = torch.where(d > P, tiny, in_place)
     if mode in (RoundingMode.TOWARD_POSITIVE, RoundingMode.TOWARD_NEGATIVE):
         r = torch.where(r > p[MAX_BITS], torch.where(neg, p[OVER_NEG], p[OVER_POS]), r)
         r = torch.where(a == carrier.inf_bits, torch.where(neg, p[INF_NEG], p[INF_POS]), r)
     else:  # overflow does not depend on the sign in the other modes
         r = torch.where(r > p[MAX_BITS], p[OVER_POS], r)
-        r = torch.where(a == carrier.inf_bits, p[INF_POS], r)
+        if mode is RoundingMode.TOWARD_ZERO:
+            # Only here can an infinite input and a finite overflow differ (IEEE 754 7.4:
+            # overflow toward zero gives the largest finite value, infinity stays). In the
+            # nearest and stochastic modes ``a`` = Inf keeps its bits (its low bits are
+            # zero and ``inc`` is below 2**dd), which the line above already sent to
+            # OVER_POS = INF_POS.
+            r = torch.where(a == carrier.inf_bits, p[INF_POS], r)
     sign = b ^ a_in  # the sign bit alone
     out = r | sign if signed_zero else r | torch.where(r != 0, sign, 0)
     return torch.where(is_nan, b, out)

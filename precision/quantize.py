@@ -362,8 +362,10 @@ def kernel_params(fmt: FloatFormat | FixedFormat, mode: RoundingMode, c: K.Carri
         p[K.EMIN_FIELD] = m_eff - fmt.fraction_bits + c.bias
         p[K.SUB_DROP] = p[K.DROP] + p[K.EMIN_FIELD]
         p[K.Q_BITS] = c.bits(fmt.resolution)
-        p[K.MAX_BITS] = p[K.OVER_POS] = p[K.OVER_NEG] = c.max_finite_bits
-        p[K.INF_POS] = p[K.INF_NEG] = c.inf_bits
+        p[K.MAX_BITS] = c.max_finite_bits
+        # Only an infinite input lies beyond the carrier's largest value here (rounding to
+        # a spacing of 2**-F never carries past it); it stays infinite for the range step.
+        p[K.OVER_POS] = p[K.OVER_NEG] = p[K.INF_POS] = p[K.INF_NEG] = c.inf_bits
         return p
     inf, mx, nan = c.inf_bits, c.bits(fmt.max_finite), c.nan_bits
     p[K.DROP] = c.mant - fmt.mantissa_bits
