@@ -66,6 +66,9 @@ def _shared_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="carrier: quantize inputs and sum; rank/ring/torus: round every partial sum."),
         click.option("--headroom", type=click.IntRange(min=0), default=None,
                      help="APS headroom bits [default: ceil(log2 workers)]."),
+        click.option("--loss-scale", type=float, default=1.0, show_default=True,
+                     help="Static loss scale (a power of two) of the low-precision reduction: "
+                          "the baseline APS is compared against."),
         click.option("--batchnorm", type=click.Choice(["plain", "sync", "ghost"]), default="plain",
                      show_default=True,
                      help="Batch-norm statistics: per worker, synchronized across workers, or ghost."),
@@ -101,6 +104,7 @@ def _shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig
             rounding=opts["rounding"],
             reduction=opts["reduction"],
             headroom=opts["headroom"],
+            loss_scale=opts["loss_scale"],
             label_smoothing=opts["label_smoothing"],
             warmup_epochs=opts["warmup_epochs"],
             legw=opts["legw"],

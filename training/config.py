@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -132,6 +133,9 @@ class RunConfig:
         rounding: rounding of the low-precision communication.
         reduction: ``precision.collectives`` reduction (one of :data:`REDUCTIONS`).
         headroom: APS headroom in bits (None: the collectives default).
+        loss_scale: static loss scale of the low-precision gradient reduction (a power of
+            two, multiplied in before quantizing and divided out after; 1: none): the
+            baseline the APS study compares against.
         label_smoothing: label-smoothing epsilon (Szegedy et al. 2016).
         warmup_epochs: learning-rate warmup (at ``base_batch_size`` under LEGW).
         legw: LEGW schedule (You et al. 2019): sqrt scaling, warmup grows with the batch.
@@ -155,6 +159,7 @@ class RunConfig:
     rounding: RoundingMode = RoundingMode.NEAREST_EVEN
     reduction: str = "carrier"
     headroom: int | None = None
+    loss_scale: float = 1.0
     label_smoothing: float = 0.0
     warmup_epochs: float = 1.0
     legw: bool = False
@@ -195,6 +200,14 @@ class RunConfig:
             raise ConfigError(f"reduction={self.reduction!r}: choose from {', '.join(REDUCTIONS)}")
         if self.headroom is not None and self.headroom < 0:
             raise ConfigError(f"headroom={self.headroom}: must be >= 0 bits")
+        if not (
+            math.isfinite(self.loss_scale)
+            and self.loss_scale > 0
+            and math.frexp(self.loss_scale)[0] == 0.5
+        ):
+            raise ConfigError(
+                f"loss_scale={self.loss_scale}: must be a positive power of two (exact to undo)"
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing={self.label_smoothing}: must be in [0, 1)")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:

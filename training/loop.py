@@ -174,6 +174,7 @@ def train_arm(
         reduction=cfg.reduction,
         headroom=cfg.headroom,
         seed=arm.seed,
+        loss_scale=cfg.loss_scale,
     )
     steps: list[StepRecord] = [] if restored is None else list(restored.steps)
     epochs: list[EpochRecord] = [] if restored is None else list(restored.epochs)

@@ -42,6 +42,7 @@ class GradientReducer:
         reduction: ``precision.collectives.Reduction`` value.
         headroom: APS headroom bits (None: ``ceil(log2 W)``).
         seed: stochastic-rounding seed.
+        loss_scale: static loss scale of the low-precision reduction (a power of two).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class GradientReducer:
         reduction: str,
         headroom: int | None,
         seed: int,
+        loss_scale: float = 1.0,
     ) -> None:
         self._state = LowPrecisionState(
             fmt=fmt,
@@ -61,6 +63,7 @@ class GradientReducer:
             headroom=headroom,
             reduction=Reduction(reduction),
             seed=seed,
+            loss_scale=loss_scale if fmt is not None else 1.0,
             layer_telemetry=False,  # the loop records totals: counted inside the rounding
         )
         self.method = (
@@ -68,6 +71,7 @@ class GradientReducer:
             if fmt is None
             else f"precision.collectives {fmt} {reduction} {'APS' if aps else 'no-APS'} "
             f"{self._state.rounding.value}"
+            + (f" loss-scale {loss_scale:g}" if loss_scale != 1.0 else "")
         )
 
     def reduce(self, model: torch.nn.Module) -> ReduceStats:
