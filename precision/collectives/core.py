@@ -73,12 +73,11 @@ def _cannot_overflow(state: LowPrecisionState, plan: aps.ShiftPlan | None, world
     """
     fmt = state.fmt
     signed = isinstance(fmt, FixedFormat) or (isinstance(fmt, FloatFormat) and fmt.signed)
-    room = aps.default_headroom(world) if state.headroom is None else state.headroom
     return (
         plan is not None
         and state.reduction is Reduction.CARRIER
         and signed
-        and room >= aps.default_headroom(world)
+        and state.headroom_bits(world) >= aps.default_headroom(world)
         and not plan.any_nonfinite
     )
 
@@ -167,8 +166,7 @@ def _reduce_lowp(
     if state.aps:
         plan = _cached_plan(state, cache_key)
         if plan is None:  # APS steps 1-2; the exchange runs while the counting below does
-            room = aps.default_headroom(world) if state.headroom is None else state.headroom
-            e = aps.exponents_from_amax(amax(), room)
+            e = aps.exponents_from_amax(amax(), state.headroom_bits(world))
             pending = comm.start_all_reduce_max(e, group, work.device)
     tel = None  # per-layer counts; without them, totals come from the rounding passes
     if state.telemetry and state.layer_telemetry:

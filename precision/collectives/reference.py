@@ -50,7 +50,7 @@ def reference_reduce(
         works = [w * state.loss_scale if state.loss_scale != 1.0 else w for w in works]
         layout = plan_layout(fmt, bounds, None, dt)
         if state.aps:
-            room = aps.default_headroom(world) if state.headroom is None else state.headroom
+            room = state.headroom_bits(world)
             exps = torch.stack(
                 [aps.local_exponents([w[a:b] for a, b in bounds], room) for w in works]
             )

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import torch
 
+from precision import aps
 from precision._memory import empty_output
 from precision.formats import BlockFormat, FixedFormat, FloatFormat, Format
 from precision.rounding import RoundingMode
@@ -112,6 +113,10 @@ class LowPrecisionState:
     _pending: list[ReduceReport] = field(default_factory=list, init=False, repr=False)
     _torus: Any = field(default=None, init=False, repr=False)
     _wire: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def headroom_bits(self, world: int) -> int:
+        """The APS headroom in force for ``world`` workers: ``headroom``, or ``ceil(log2 W)``."""
+        return aps.default_headroom(world) if self.headroom is None else self.headroom
 
     def wire_buffer(self, like: torch.Tensor, bucket: int) -> torch.Tensor:
         """The buffer the quantized gradients of ``bucket`` travel in, kept across steps
