@@ -186,11 +186,8 @@ def quantize_counted(
     from precision.registry import parse
 
     fmt, mode = parse(fmt), RoundingMode.parse(rounding)
-    if out is not None and (out.shape != x.shape or out.dtype != x.dtype or out.device != x.device):
-        raise ValueError(
-            f"quantize_counted: out is {tuple(out.shape)} {out.dtype} on {out.device}, x is "
-            f"{tuple(x.shape)} {x.dtype} on {x.device}: they must match"
-        )
+    if out is not None:
+        _check_out("quantize_counted", x, out)
     carrier = _direct(x, fmt)
     if (
         carrier is not None
@@ -201,17 +198,7 @@ def quantize_counted(
         dest = empty_output(x) if out is None else out
         if x.numel() == 0:
             return dest, RoundingCounts(0, 0, 0)
-        with torch.no_grad():
-            counts = K.run_into(
-                x.detach().view(-1).view(carrier.int_dtype),
-                dest.detach().view(-1).view(carrier.int_dtype),
-                _params(fmt, mode, carrier.name, x.device),
-                _key(mode, generator, x.device),
-                carrier,
-                mode,
-                fmt.has_negative_zero,
-                tally=True,
-            )
+        counts = _run_direct(x, dest, fmt, mode, generator, carrier, tally=True)
         flushed, beyond, at_limit = (int(c) for c in counts.tolist())
         return dest, RoundingCounts(flushed, beyond, at_limit)
     with torch.no_grad():
@@ -243,29 +230,48 @@ def quantize_into(
     from precision.registry import parse
 
     fmt, mode = parse(fmt), RoundingMode.parse(rounding)
-    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
-        raise ValueError(
-            f"quantize_into: out is {tuple(out.shape)} {out.dtype} on {out.device}, x is "
-            f"{tuple(x.shape)} {x.dtype} on {x.device}: they must match"
-        )
+    _check_out("quantize_into", x, out)
     if out.data_ptr() == x.data_ptr():
         return quantize_(x, fmt, mode, generator=generator)
     carrier = _direct(x, fmt)
     if carrier is not None and isinstance(fmt, FloatFormat) and out.is_contiguous():
         if x.numel():
-            with torch.no_grad():
-                K.run_into(
-                    x.detach().view(-1).view(carrier.int_dtype),
-                    out.detach().view(-1).view(carrier.int_dtype),
-                    _params(fmt, mode, carrier.name, x.device),
-                    _key(mode, generator, x.device),
-                    carrier,
-                    mode,
-                    fmt.has_negative_zero,
-                )
+            _run_direct(x, out, fmt, mode, generator, carrier)
         return out
     with torch.no_grad():
         return out.copy_(quantize(x, fmt, mode, generator=generator))
+
+
+def _check_out(name: str, x: torch.Tensor, out: torch.Tensor) -> None:
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(
+            f"{name}: out is {tuple(out.shape)} {out.dtype} on {out.device}, x is "
+            f"{tuple(x.shape)} {x.dtype} on {x.device}: they must match"
+        )
+
+
+def _run_direct(
+    x: torch.Tensor,
+    out: torch.Tensor,
+    fmt: FloatFormat,
+    mode: RoundingMode,
+    generator: torch.Generator | None,
+    carrier: K.Carrier,
+    tally: bool = False,
+) -> torch.Tensor:
+    """The kernel from ``x``'s memory into ``out``'s (see :func:`_direct`); returns what
+    :func:`precision._kernel.run_into` does."""
+    with torch.no_grad():
+        return K.run_into(
+            x.detach().view(-1).view(carrier.int_dtype),
+            out.detach().view(-1).view(carrier.int_dtype),
+            _params(fmt, mode, carrier.name, x.device),
+            _key(mode, generator, x.device),
+            carrier,
+            mode,
+            fmt.has_negative_zero,
+            tally=tally,
+        )
 
 
 def _direct(x: torch.Tensor, fmt: Format) -> K.Carrier | None:
