@@ -381,18 +381,18 @@ def kernel_params(fmt: FloatFormat | FixedFormat, mode: RoundingMode, c: K.Carri
     p[K.SUB_DROP] = p[K.EMIN_FIELD] + (p[K.DROP] if fmt.subnormals else c.mant)
     p[K.Q_BITS] = c.bits(fmt.smallest_positive)
     p[K.MAX_BITS] = mx
-    if fmt.overflow is Overflow.INF:
-        # IEEE 754 7.4: directed modes that round toward the finite side give max finite.
-        p[K.OVER_POS] = (
-            mx if mode in (RoundingMode.TOWARD_ZERO, RoundingMode.TOWARD_NEGATIVE) else inf
-        )
-        p[K.OVER_NEG] = (
-            mx if mode in (RoundingMode.TOWARD_ZERO, RoundingMode.TOWARD_POSITIVE) else inf
-        )
-        p[K.INF_POS] = p[K.INF_NEG] = inf
-    else:
-        v = mx if fmt.overflow is Overflow.SATURATE else nan
-        p[K.OVER_POS] = p[K.OVER_NEG] = p[K.INF_POS] = p[K.INF_NEG] = v
+    # IEEE 754 7.4: a directed mode that rounds toward the finite side never overflows; it
+    # gives the largest finite value (with the input's sign) whatever the format's policy.
+    # Only a rounding that would go past it (to infinity) takes the overflow policy:
+    # infinity, NaN or saturation. Infinite inputs are not overflow: in every mode they
+    # become the policy's value (infinity under the inf policy).
+    policy = {Overflow.INF: inf, Overflow.NAN: nan, Overflow.SATURATE: mx}
+    over = policy[fmt.overflow]  # type: ignore[index]
+    finite_pos = mode in (RoundingMode.TOWARD_ZERO, RoundingMode.TOWARD_NEGATIVE)
+    finite_neg = mode in (RoundingMode.TOWARD_ZERO, RoundingMode.TOWARD_POSITIVE)
+    p[K.OVER_POS] = mx if finite_pos else over
+    p[K.OVER_NEG] = mx if finite_neg else over
+    p[K.INF_POS] = p[K.INF_NEG] = over
     return p
 
 

@@ -64,12 +64,15 @@ _ALIASES: dict[str, RoundingMode] = {
 
 
 class Overflow(str, Enum):
-    """What a finite value beyond the largest finite number becomes.
+    """What a finite value that rounds past the largest finite number becomes.
 
-    ``INF``: IEEE 754 rules (round-to-nearest and stochastic give infinity; a directed mode
-    that rounds toward the finite side gives the largest finite value). Needs a format with
-    infinities. ``SATURATE``: always the largest finite value (also for infinite inputs).
-    ``NAN``: NaN, as float8_e4m3fn conversions do.
+    Under every policy a directed mode that rounds toward the finite side (toward zero;
+    toward negative for positive inputs; toward positive for negative ones) never
+    overflows: it gives the largest finite value with the input's sign, as IEEE 754 7.4
+    says. Round-to-nearest, stochastic rounding and a directed mode rounding away from
+    zero take the policy. ``INF``: infinity; needs a format with infinities.
+    ``SATURATE``: the largest finite value (also for infinite inputs). ``NAN``: NaN, as
+    float8_e4m3fn conversions do (also for infinite inputs).
     """
 
     INF = "inf"

@@ -82,15 +82,17 @@ def round_float(x: float, fmt: FloatFormat, mode: R) -> float:
     else:
         raise ValueError(mode)
     if r > mx:
-        if fmt.overflow is Overflow.SATURATE:
+        # IEEE 754 7.4: rounding toward the finite side never overflows, whatever the
+        # format's policy; only a rounding past the largest finite value takes the policy.
+        toward_finite = mode is R.TOWARD_ZERO or (
+            mode is (R.TOWARD_NEGATIVE if not neg else R.TOWARD_POSITIVE)
+        )
+        if toward_finite or fmt.overflow is Overflow.SATURATE:
             r_f = fmt.max_finite
         elif fmt.overflow is Overflow.NAN:
             return NAN
         else:
-            toward_finite = mode is R.TOWARD_ZERO or (
-                mode is (R.TOWARD_NEGATIVE if not neg else R.TOWARD_POSITIVE)
-            )
-            r_f = fmt.max_finite if toward_finite else math.inf
+            r_f = math.inf
         return -r_f if neg else r_f
     out = float(r)
     if out == 0 and not fmt.has_negative_zero:

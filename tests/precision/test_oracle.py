@@ -13,6 +13,7 @@ from precision_oracle import round_fixed, round_float
 
 from precision import FixedFormat, FloatFormat, RoundingMode, quantize
 from precision.registry import formats, parse
+from precision.rounding import Overflow, Specials
 
 DETERMINISTIC = [m for m in RoundingMode if m is not RoundingMode.STOCHASTIC]
 EXTRA = [
@@ -101,3 +102,66 @@ def test_fixed_point_float64_wide_words() -> None:
     rng = np.random.default_rng(6)
     x = rng.uniform(-6e5, 6e5, 2000)
     _check(x, quantize(x, fmt), _oracle(x, fmt, RoundingMode.NEAREST_EVEN))
+
+
+def _overflow_formats() -> list[FloatFormat]:
+    """Every specials x overflow policy that can be built, on both carriers, with IEEE and
+    custom biases and with and without subnormals."""
+    shapes = [
+        (4, 3, None, True),
+        (4, 3, 8, True),
+        (5, 2, 16, True),
+        (3, 0, None, True),
+        (8, 3, 250, False),  # needs the float64 carrier (values beyond float32's range)
+        (11, 30, None, True),
+        (9, 25, 200, False),
+    ]
+    out = []
+    for e, m, bias, sub in shapes:
+        for specials in Specials:
+            for policy in Overflow:
+                try:
+                    out.append(
+                        FloatFormat(
+                            exponent_bits=e,
+                            mantissa_bits=m,
+                            bias=bias,
+                            subnormals=sub,
+                            specials=specials,
+                            overflow=policy,
+                        )
+                    )
+                except ValueError:
+                    continue  # e.g. overflow='inf' without infinities
+    return out
+
+
+def _beyond_max(fmt: FloatFormat, dtype: np.dtype) -> np.ndarray:
+    """Values at, just above and far above the largest finite value, both signs."""
+    mx = fmt.max_finite
+    ulp = mx * 2.0 ** -(fmt.mantissa_bits + 1) if fmt.mantissa_bits else mx / 2
+    info = np.finfo(dtype)
+    vals = [mx, mx + ulp * 2.0**-20, mx + ulp / 2, mx + ulp * 0.75, mx + ulp, mx + 3 * ulp]
+    vals += [mx * 2, mx * 2**10, float(info.max) / 2, float(info.max), np.inf]
+    with np.errstate(over="ignore"):
+        arr = np.array(vals, dtype=np.float64).astype(dtype)
+    arr = arr[np.isinf(arr) | (arr >= mx)]
+    return np.concatenate([arr, -arr])
+
+
+@pytest.mark.parametrize("mode", DETERMINISTIC, ids=lambda m: m.value)
+@pytest.mark.parametrize("fmt", _overflow_formats(), ids=lambda f: f"{f}-{f.carrier}")
+def test_overflow_every_policy(fmt: FloatFormat, mode: RoundingMode, backend: str) -> None:
+    """Overflow in each mode follows IEEE 754 7.4 under every policy: the modes that round
+    toward the finite side give the largest finite value, the others take the policy."""
+    dtype = np.dtype(np.float32 if fmt.carrier == "float32" else np.float64)
+    x = _beyond_max(fmt, dtype)
+    got = quantize(x, fmt, mode)
+    _check(x, got, _oracle(x, fmt, mode))
+    finite = np.isfinite(x)
+    toward_finite = {
+        RoundingMode.TOWARD_ZERO: finite,
+        RoundingMode.TOWARD_NEGATIVE: finite & (x > 0),
+        RoundingMode.TOWARD_POSITIVE: finite & (x < 0),
+    }.get(mode, np.zeros_like(finite))
+    assert (np.abs(got[toward_finite]) == fmt.max_finite).all()
