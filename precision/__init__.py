@@ -6,7 +6,7 @@
 tensor([1., 1., 4.])
 """
 
-from precision._kernel import kernel_backend
+from precision._dispatch import kernel_backend
 from precision.autograd import Cast, Quantizer, quant_function, quantizer
 from precision.formats import BlockFormat, FixedFormat, FixedOverflow, FloatFormat, Format
 from precision.optim import LowPrecisionOptimizer

@@ -19,17 +19,11 @@ that value or zero. Overflow, infinities, NaN and signed zero follow the format'
 
 from __future__ import annotations
 
-import os
 import struct
-import sys
-import threading
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from precision._memory import empty_output
 from precision.rounding import RoundingMode
 
 
@@ -93,7 +87,7 @@ _M32 = 0xFFFFFFFF
 _HASH_MUL = 0x45D9F3B
 
 
-def _mix32(h: torch.Tensor) -> torch.Tensor:
+def mix32(h: torch.Tensor) -> torch.Tensor:
     """A bijective 32-bit integer hash (xorshift-multiply), computed in int64 without
     overflow: the multiplier is below 2**27, so products stay below 2**59."""
     h = (((h >> 16) ^ h) * _HASH_MUL) & _M32
@@ -110,10 +104,10 @@ def random_bits(n: int, key: torch.Tensor, carrier: Carrier, device: torch.devic
     """
     idx = torch.arange(n, device=device, dtype=torch.int64)
     lo, hi = idx & _M32, idx >> 32
-    h = _mix32(_mix32(lo ^ key[0]) ^ hi ^ key[1])
+    h = mix32(mix32(lo ^ key[0]) ^ hi ^ key[1])
     if carrier.width == 32:
         return (h >> 2).to(torch.int32)
-    h2 = _mix32(_mix32(lo ^ key[1]) ^ hi ^ key[0] ^ 0x68E31DA4)
+    h2 = mix32(mix32(lo ^ key[1]) ^ hi ^ key[0] ^ 0x68E31DA4)
     return (h << 30) | (h2 >> 2)
 
 
@@ -214,191 +208,3 @@ def round_tally(
         ]
     )
     return r, counts
-
-
-# ---- eager / compiled dispatch --------------------------------------------------------
-
-KernelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-_BACKENDS = ("auto", "compiled", "eager")
-_state = threading.local()
-_compiled: dict[tuple[str, RoundingMode, bool, str, bool], KernelFn] = {}
-_compile_failed: set[str] = set()
-_lock = threading.Lock()
-#: Below this many elements the eager kernel is used in "auto" mode: a compiled call costs
-#: about 80 us of dispatch, the eager one about 250 us plus 2 ns per element.
-COMPILE_THRESHOLD = 1 << 12
-
-
-def get_backend() -> str:
-    """The kernel backend in force: ``auto`` (default), ``compiled`` or ``eager``.
-
-    The default comes from the environment variable ``PRECISION_KERNEL``.
-    """
-    value = getattr(_state, "backend", None) or os.environ.get("PRECISION_KERNEL", "auto")
-    if value not in _BACKENDS:
-        raise ValueError(f"PRECISION_KERNEL={value!r}: must be one of {', '.join(_BACKENDS)}")
-    return str(value)
-
-
-class kernel_backend:
-    """Context manager (thread-local) choosing the kernel backend.
-
-    Args:
-        name: ``auto`` (compiled for tensors of at least ``COMPILE_THRESHOLD`` elements when
-            torch.compile works, else eager), ``compiled`` (always compiled; raises if it
-            cannot compile) or ``eager``.
-    """
-
-    def __init__(self, name: str) -> None:
-        if name not in _BACKENDS:
-            raise ValueError(f"kernel backend {name!r}: must be one of {', '.join(_BACKENDS)}")
-        self.name = name
-        self._prev: str | None = None
-
-    def __enter__(self) -> kernel_backend:
-        self._prev = getattr(_state, "backend", None)
-        _state.backend = self.name
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _state.backend = self._prev
-
-
-def _make(carrier: Carrier, mode: RoundingMode, signed_zero: bool, tally: bool) -> KernelFn:
-    # The compiled graph stores straight into ``out`` (which may be ``b`` itself).
-    if tally:
-
-        def kernel(
-            b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
-        ) -> torch.Tensor:
-            r, counts = round_tally(b, p, key, carrier, mode, signed_zero)
-            out.copy_(r)
-            return counts
-
-    else:
-
-        def kernel(
-            b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
-        ) -> torch.Tensor:
-            out.copy_(round_bits(b, p, key, carrier, mode, signed_zero))
-            return out
-
-    # One code object per kernel: torch.compile keeps its cache on the code object, and a
-    # shared one would see the carrier constants change between calls and turn them into
-    # symbols (automatic dynamic), which inductor miscompiles for 64-bit shifts.
-    name = f"round_bits_{carrier.name}_{mode.value}" + ("" if signed_zero else "_nosignedzero")
-    name += "_tally" if tally else ""
-    renamed: dict[str, str] = {"co_name": name}
-    if sys.version_info >= (3, 11):
-        renamed["co_qualname"] = name
-    kernel.__code__ = kernel.__code__.replace(**renamed)  # type: ignore[arg-type]
-    kernel.__name__ = kernel.__qualname__ = name
-    return kernel
-
-
-def _compiled_kernel(
-    carrier: Carrier, mode: RoundingMode, signed_zero: bool, device_type: str, tally: bool
-) -> KernelFn:
-    cache_key = (carrier.name, mode, signed_zero, device_type, tally)
-    fn = _compiled.get(cache_key)
-    if fn is None:
-        with _lock:
-            fn = _compiled.get(cache_key)
-            if fn is None:
-                # Not dynamic=True: that also turns the closure's Python ints (carrier
-                # constants) into symbols, and inductor then miscompiles the 64-bit shifts.
-                # The element count alone is marked dynamic, at each call.
-                fn = torch.compile(_make(carrier, mode, signed_zero, tally), fullgraph=True)
-                _compiled[cache_key] = fn
-    return fn
-
-
-def run(
-    bits: torch.Tensor,
-    params: torch.Tensor,
-    key: torch.Tensor,
-    carrier: Carrier,
-    mode: RoundingMode,
-    signed_zero: bool = True,
-    inplace: bool = False,
-) -> torch.Tensor:
-    """Round 1-D contiguous carrier bits with the chosen backend (into ``bits`` itself
-    when ``inplace``); returns the rounded bits."""
-    if torch.compiler.is_compiling():
-        # Inside a user's torch.compile region: trace the plain function into their graph.
-        res = round_bits(bits, params, key, carrier, mode, signed_zero)
-        return bits.copy_(res) if inplace else res
-    out = bits if inplace else None
-    return _dispatch(bits, out, params, key, carrier, mode, signed_zero, tally=False)
-
-
-def run_into(
-    bits: torch.Tensor,
-    out: torch.Tensor,
-    params: torch.Tensor,
-    key: torch.Tensor,
-    carrier: Carrier,
-    mode: RoundingMode,
-    signed_zero: bool = True,
-    tally: bool = False,
-) -> torch.Tensor:
-    """Round 1-D contiguous carrier bits into ``out`` (same shape and dtype; a separate
-    buffer is fastest, ``bits`` itself works). Returns ``out``, or with ``tally`` the
-    counts of :func:`round_tally` (int32: at most 2**31 - 1 elements)."""
-    if torch.compiler.is_compiling():
-        if not tally:
-            return out.copy_(round_bits(bits, params, key, carrier, mode, signed_zero))
-        res, counts = round_tally(bits, params, key, carrier, mode, signed_zero)
-        out.copy_(res)
-        return counts
-    return _dispatch(bits, out, params, key, carrier, mode, signed_zero, tally)
-
-
-def _dispatch(
-    bits: torch.Tensor,
-    out: torch.Tensor | None,
-    params: torch.Tensor,
-    key: torch.Tensor,
-    carrier: Carrier,
-    mode: RoundingMode,
-    signed_zero: bool,
-    tally: bool,
-) -> torch.Tensor:
-    """Run the kernel compiled or eager, into ``out`` (None: a new buffer). Returns the
-    rounded bits, or with ``tally`` the counts."""
-    backend = get_backend()
-    device_type = bits.device.type
-    use_compiled = backend == "compiled" or (
-        backend == "auto"
-        and bits.numel() >= COMPILE_THRESHOLD
-        and device_type not in _compile_failed
-    )
-    if use_compiled:
-        try:
-            dest = empty_output(bits) if out is None else out
-            torch._dynamo.mark_dynamic(bits, 0)
-            if dest is not bits:
-                torch._dynamo.mark_dynamic(dest, 0)
-            kernel = _compiled_kernel(carrier, mode, signed_zero, device_type, tally)
-            return kernel(bits, dest, params, key)
-        except Exception as exc:
-            if backend == "compiled":
-                raise RuntimeError(
-                    f"torch.compile could not build the rounding kernel on {device_type}: "
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                ) from exc
-            _compile_failed.add(device_type)
-            warnings.warn(
-                f"precision: torch.compile failed on {device_type} ({type(exc).__name__}); "
-                "using the eager kernel (same bits, slower). Set PRECISION_KERNEL=eager to "
-                "skip the attempt.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-    if tally:
-        res, counts = round_tally(bits, params, key, carrier, mode, signed_zero)
-        (bits if out is None else out).copy_(res)
-        return counts
-    res = round_bits(bits, params, key, carrier, mode, signed_zero)
-    return res if out is None else out.copy_(res)

@@ -14,6 +14,7 @@ from typing import NamedTuple, TypeVar, overload
 import numpy as np
 import torch
 
+from precision import _dispatch
 from precision import _kernel as K
 from precision._memory import empty_output
 from precision.formats import BlockFormat, FixedFormat, FixedOverflow, FloatFormat, Format
@@ -260,9 +261,9 @@ def _run_direct(
     tally: bool = False,
 ) -> torch.Tensor:
     """The kernel from ``x``'s memory into ``out``'s (see :func:`_direct`); returns what
-    :func:`precision._kernel.run_into` does."""
+    :func:`precision._dispatch.run_into` does."""
     with torch.no_grad():
-        return K.run_into(
+        return _dispatch.run_into(
             x.detach().view(-1).view(carrier.int_dtype),
             out.detach().view(-1).view(carrier.int_dtype),
             _params(fmt, mode, carrier.name, x.device),
@@ -303,7 +304,9 @@ def _round(
     params = _params(fmt, mode, carrier.name, flat.device)
     key = _key(mode, generator, flat.device)
     signed_zero = isinstance(fmt, FloatFormat) and fmt.has_negative_zero
-    bits = K.run(flat.view(carrier.int_dtype), params, key, carrier, mode, signed_zero, inplace)
+    bits = _dispatch.run(
+        flat.view(carrier.int_dtype), params, key, carrier, mode, signed_zero, inplace
+    )
     y = bits.view(carrier.float_dtype)
     if isinstance(fmt, FixedFormat):
         y = _fixed_range(y, fmt)

@@ -1,0 +1,266 @@
+"""Which kernel runs: the compiled one (``torch.compile``) or the eager function.
+
+Both give the same bits (:mod:`precision._kernel` holds the one function they run). A
+compiled kernel is checked against the eager function once per process before its first
+result is used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from precision._kernel import Carrier, mix32, round_bits, round_tally
+from precision._memory import empty_output
+from precision.rounding import RoundingMode
+
+KernelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+_BACKENDS = ("auto", "compiled", "eager")
+_state = threading.local()
+_compiled: dict[tuple[str, RoundingMode, bool, str, bool], KernelFn] = {}
+_compile_failed: set[str] = set()
+_verified: set[tuple[str, RoundingMode, bool, str, bool]] = set()
+_lock = threading.Lock()
+#: Below this many elements the eager kernel is used in "auto" mode: a compiled call costs
+#: about 80 us of dispatch, the eager one about 250 us plus 2 ns per element.
+COMPILE_THRESHOLD = 1 << 12
+
+
+def get_backend() -> str:
+    """The kernel backend in force: ``auto`` (default), ``compiled`` or ``eager``.
+
+    The default comes from the environment variable ``PRECISION_KERNEL``.
+    """
+    value = getattr(_state, "backend", None) or os.environ.get("PRECISION_KERNEL", "auto")
+    if value not in _BACKENDS:
+        raise ValueError(f"PRECISION_KERNEL={value!r}: must be one of {', '.join(_BACKENDS)}")
+    return str(value)
+
+
+class kernel_backend:
+    """Context manager (thread-local) choosing the kernel backend.
+
+    Args:
+        name: ``auto`` (compiled for tensors of at least ``COMPILE_THRESHOLD`` elements when
+            torch.compile works, else eager), ``compiled`` (always compiled; raises if it
+            cannot compile) or ``eager``.
+    """
+
+    def __init__(self, name: str) -> None:
+        if name not in _BACKENDS:
+            raise ValueError(f"kernel backend {name!r}: must be one of {', '.join(_BACKENDS)}")
+        self.name = name
+        self._prev: str | None = None
+
+    def __enter__(self) -> kernel_backend:
+        self._prev = getattr(_state, "backend", None)
+        _state.backend = self.name
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _state.backend = self._prev
+
+
+def _make(carrier: Carrier, mode: RoundingMode, signed_zero: bool, tally: bool) -> KernelFn:
+    # The compiled graph stores straight into ``out`` (which may be ``b`` itself).
+    if tally:
+
+        def kernel(
+            b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
+        ) -> torch.Tensor:
+            r, counts = round_tally(b, p, key, carrier, mode, signed_zero)
+            out.copy_(r)
+            return counts
+
+    else:
+
+        def kernel(
+            b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
+        ) -> torch.Tensor:
+            out.copy_(round_bits(b, p, key, carrier, mode, signed_zero))
+            return out
+
+    # One code object per kernel: torch.compile keeps its cache on the code object, and a
+    # shared one would see the carrier constants change between calls and turn them into
+    # symbols (automatic dynamic), which inductor miscompiles for 64-bit shifts.
+    name = f"round_bits_{carrier.name}_{mode.value}" + ("" if signed_zero else "_nosignedzero")
+    name += "_tally" if tally else ""
+    renamed: dict[str, str] = {"co_name": name}
+    if sys.version_info >= (3, 11):
+        renamed["co_qualname"] = name
+    kernel.__code__ = kernel.__code__.replace(**renamed)  # type: ignore[arg-type]
+    kernel.__name__ = kernel.__qualname__ = name
+    return kernel
+
+
+def _compiled_kernel(
+    carrier: Carrier, mode: RoundingMode, signed_zero: bool, device_type: str, tally: bool
+) -> KernelFn:
+    cache_key = (carrier.name, mode, signed_zero, device_type, tally)
+    fn = _compiled.get(cache_key)
+    if fn is None:
+        with _lock:
+            fn = _compiled.get(cache_key)
+            if fn is None:
+                # Not dynamic=True: that also turns the closure's Python ints (carrier
+                # constants) into symbols, and inductor then miscompiles the 64-bit shifts.
+                # The element count alone is marked dynamic, at each call.
+                fn = torch.compile(_make(carrier, mode, signed_zero, tally), fullgraph=True)
+                _compiled[cache_key] = fn
+    return fn
+
+
+class KernelMismatchError(RuntimeError):
+    """The compiled kernel disagrees with the eager one on the probe patterns."""
+
+
+def probe_bits(carrier: Carrier, device: torch.device) -> torch.Tensor:
+    """Bit patterns spread over the carrier's whole integer range (both signs, every
+    exponent, subnormals, infinities' neighbours, NaN payloads), one more than a multiple of
+    no vector width, so a compiled kernel's vector body and scalar tail both see them."""
+    i = torch.arange(COMPILE_THRESHOLD + 37, dtype=torch.int64, device=device)
+    h = mix32(i ^ 0x2545F491)
+    if carrier.width == 32:
+        return torch.where(h >= 1 << 31, h - (1 << 32), h).to(torch.int32)
+    return (h << 32) | mix32(i ^ 0x6C8E9CF5)
+
+
+def _verify(
+    kernel: KernelFn,
+    params: torch.Tensor,
+    key: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
+    signed_zero: bool,
+    tally: bool,
+    device: torch.device,
+) -> None:
+    """Check a newly obtained compiled kernel against the eager function, bit for bit.
+
+    Inductor caches compiled kernels on disk; a cache entry built for another CPU vector
+    ISA (a cache directory shared by different nodes, or ``ATEN_CPU_CAPABILITY`` changed
+    between runs) is reused without recompiling and then leaves some vector lanes
+    unrounded. One call on :func:`probe_bits` catches that before any result is returned.
+
+    Raises:
+        KernelMismatchError: the compiled kernel gives other bits or counts.
+    """
+    probe = probe_bits(carrier, device)
+    dest = torch.empty_like(probe)
+    torch._dynamo.mark_dynamic(probe, 0)
+    torch._dynamo.mark_dynamic(dest, 0)
+    got = kernel(probe, dest, params, key)
+    if tally:
+        want, counts = round_tally(probe, params, key, carrier, mode, signed_zero)
+        same = torch.equal(dest, want) and torch.equal(got, counts)
+    else:
+        want = round_bits(probe, params, key, carrier, mode, signed_zero)
+        same = torch.equal(dest, want)
+    if not same:
+        wrong = int((dest != want).sum())
+        raise KernelMismatchError(
+            f"the compiled {mode.value} kernel ({carrier.name} carrier) gives other bits than "
+            f"the eager one on {wrong} of {probe.numel()} probe values; a TorchInductor cache "
+            "built for another CPU (TORCHINDUCTOR_CACHE_DIR) is the usual cause"
+        )
+
+
+def run(
+    bits: torch.Tensor,
+    params: torch.Tensor,
+    key: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
+    signed_zero: bool = True,
+    inplace: bool = False,
+) -> torch.Tensor:
+    """Round 1-D contiguous carrier bits with the chosen backend (into ``bits`` itself
+    when ``inplace``); returns the rounded bits."""
+    if torch.compiler.is_compiling():
+        # Inside a user's torch.compile region: trace the plain function into their graph.
+        res = round_bits(bits, params, key, carrier, mode, signed_zero)
+        return bits.copy_(res) if inplace else res
+    out = bits if inplace else None
+    return _dispatch(bits, out, params, key, carrier, mode, signed_zero, tally=False)
+
+
+def run_into(
+    bits: torch.Tensor,
+    out: torch.Tensor,
+    params: torch.Tensor,
+    key: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
+    signed_zero: bool = True,
+    tally: bool = False,
+) -> torch.Tensor:
+    """Round 1-D contiguous carrier bits into ``out`` (same shape and dtype; a separate
+    buffer is fastest, ``bits`` itself works). Returns ``out``, or with ``tally`` the
+    counts of :func:`round_tally` (int32: at most 2**31 - 1 elements)."""
+    if torch.compiler.is_compiling():
+        if not tally:
+            return out.copy_(round_bits(bits, params, key, carrier, mode, signed_zero))
+        res, counts = round_tally(bits, params, key, carrier, mode, signed_zero)
+        out.copy_(res)
+        return counts
+    return _dispatch(bits, out, params, key, carrier, mode, signed_zero, tally)
+
+
+def _dispatch(
+    bits: torch.Tensor,
+    out: torch.Tensor | None,
+    params: torch.Tensor,
+    key: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
+    signed_zero: bool,
+    tally: bool,
+) -> torch.Tensor:
+    """Run the kernel compiled or eager, into ``out`` (None: a new buffer). Returns the
+    rounded bits, or with ``tally`` the counts."""
+    backend = get_backend()
+    device_type = bits.device.type
+    use_compiled = backend == "compiled" or (
+        backend == "auto"
+        and bits.numel() >= COMPILE_THRESHOLD
+        and device_type not in _compile_failed
+    )
+    if use_compiled:
+        try:
+            dest = empty_output(bits) if out is None else out
+            torch._dynamo.mark_dynamic(bits, 0)
+            if dest is not bits:
+                torch._dynamo.mark_dynamic(dest, 0)
+            kernel = _compiled_kernel(carrier, mode, signed_zero, device_type, tally)
+            checked = (carrier.name, mode, signed_zero, device_type, tally)
+            if checked not in _verified:
+                _verify(kernel, params, key, carrier, mode, signed_zero, tally, bits.device)
+                _verified.add(checked)
+            return kernel(bits, dest, params, key)
+        except Exception as exc:
+            if backend == "compiled":
+                raise RuntimeError(
+                    f"torch.compile could not build the rounding kernel on {device_type}: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                ) from exc
+            _compile_failed.add(device_type)
+            why = str(exc) if isinstance(exc, KernelMismatchError) else type(exc).__name__
+            warnings.warn(
+                f"precision: torch.compile failed on {device_type} ({why}); "
+                "using the eager kernel (same bits, slower). Set PRECISION_KERNEL=eager to "
+                "skip the attempt.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    if tally:
+        res, counts = round_tally(bits, params, key, carrier, mode, signed_zero)
+        (bits if out is None else out).copy_(res)
+        return counts
+    res = round_bits(bits, params, key, carrier, mode, signed_zero)
+    return res if out is None else out.copy_(res)
