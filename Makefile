@@ -37,7 +37,7 @@ bench: $(STAMP)
 
 # Regenerate the committed reference outputs quoted in the README.
 reference: $(STAMP)
-	$(VENV)/bin/prec-study run --bits 4 --output-dir /tmp/prec-study-reference
+	$(PY) scripts/training_reference.py
 	$(PY) scripts/hpcprof_reference.py
 
 clean:

@@ -11,6 +11,7 @@ quantization kernel's first-call compilation are paid once per worker, not once 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,15 @@ from training.data import (
     load_dataset,
     num_batches,
 )
-from training.distributed import WorkerContext, is_primary_process, kill_hook, launch
+from training.distributed import (
+    WorkerContext,
+    is_primary_process,
+    kill_hook,
+    launch,
+    resolve_device,
+    threads_per_worker,
+)
+from training.environment import NumericEnvironment, record_environment
 from training.evaluate import EVAL_BATCH, _all_sum, evaluate, sync_buffers  # noqa: F401
 from training.losses import label_smoothing_cross_entropy
 from training.models import build_model
@@ -357,6 +366,9 @@ def run_study(
     if is_primary_process():
         paths.root.mkdir(parents=True, exist_ok=True)
         cfg.save(paths.config)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", cfg.workers))
+        env = NumericEnvironment.capture(threads_per_worker(local), resolve_device(cfg.device))
+        record_environment(paths.environment, env)
     payload = StudyPayload(config=cfg, run_dir=str(paths.root), stop_after_epochs=stop_after_epochs)
     return launch(
         study_worker,

@@ -4,6 +4,7 @@ A run directory looks like::
 
     <run-dir>/
       config.json              RunConfig (read back by --resume)
+      environment.json         software, CPU ISA, BLAS, threads the bits depend on
       records/<arm>.json       ArmRecord: status, every step and epoch record (atomic)
       checkpoints/<arm>.pt     weights, optimizer, RNG states, records (atomic, per epoch)
       metrics.csv              tidy table of all step and epoch records (report)
@@ -169,6 +170,10 @@ class RunPaths:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.csv"
+
+    @property
+    def environment(self) -> Path:
+        return self.root / "environment.json"
 
     @property
     def summary_csv(self) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from training.config import ArmSpec, RunConfig
+from training.environment import load_environment
 from training.records import (
     ArmRecord,
     RunPaths,
@@ -242,6 +243,14 @@ def write_report(run_dir: Path) -> pd.DataFrame:
         f"# {data.paths.root.name}\n\n{title}, {cfg.epochs} epochs, rounding "
         f"{cfg.rounding.value}.\n\n" + markdown_table(table_rows(summary))
     )
+    env, resumed = load_environment(data.paths.environment)
+    if env is not None:
+        text += f"\nNumerical environment: {env.describe()}.\n"
+        if resumed:
+            text += (
+                "Resumed under a different environment (see environment.json): the bits "
+                "may differ from an uninterrupted run.\n"
+            )
     atomic_write_text(data.paths.summary_md, text)
     if not metrics.empty:
         plot_accuracy(metrics, data.paths.plot, title)

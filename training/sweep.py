@@ -26,6 +26,7 @@ from training.loop import run_study
 from training.records import atomic_write_text
 from training.report import (
     load_run,
+    markdown_table,
     save_figure,
     summary_frame,
     write_csv,
@@ -162,6 +163,10 @@ def write_sweep_report(root: Path) -> pd.DataFrame:
     results = summary_frame(load_run(root))
     write_csv(root / "results.csv", results)
     write_parquet(root / "results.parquet", results)
+    spread = seed_spread(results)
+    if not spread.empty:
+        write_csv(root / "seeds.csv", spread)
+        atomic_write_text(root / "seeds.md", seed_spread_markdown(spread))
     best = best_lr(results)
     if not best.empty:
         _plot_vs(best, "bits", root / "accuracy_vs_bits.png", "communication bits", log2=False)
@@ -182,6 +187,49 @@ def best_lr(results: pd.DataFrame) -> pd.DataFrame:
     mean = done.groupby([*keys, "base_lr"], as_index=False)["acc"].mean()
     idx = mean.groupby(keys)["acc"].idxmax()
     return mean.loc[idx].reset_index(drop=True)
+
+
+def seed_spread(results: pd.DataFrame) -> pd.DataFrame:
+    """Across seeds, per cell (bits, APS, batch, optimizer, learning rate) of finished arms:
+    how many seeds, and the mean, lowest and highest final test accuracy and flushed share.
+
+    Returns:
+        One row per cell that finished with at least two seeds (empty otherwise).
+    """
+    done = results[results["status"] == "finished"]
+    keys = ["format", "bits", "aps", "batch_size", "optimizer", "base_lr"]
+    if done.empty:
+        return pd.DataFrame(columns=keys)
+    grouped = done.groupby(keys, sort=False)
+    out = grouped.agg(
+        seeds=("seed", "nunique"),
+        acc_mean=("test_acc", "mean"),
+        acc_min=("test_acc", "min"),
+        acc_max=("test_acc", "max"),
+        flushed_mean=("flushed", "mean"),
+        flushed_min=("flushed", "min"),
+        flushed_max=("flushed", "max"),
+    ).reset_index()
+    return out[out["seeds"] >= 2].reset_index(drop=True)
+
+
+def seed_spread_markdown(spread: pd.DataFrame) -> str:
+    """The :func:`seed_spread` table as Markdown (percentages; '-' where not measured)."""
+
+    def pct(v: float) -> str:
+        return "-" if pd.isna(v) else f"{100 * v:.1f}%"
+
+    rows = [("format", "APS", "batch", "optimizer", "lr", "seeds", "test acc: mean", "range",
+             "flushed: mean", "range")]  # fmt: skip
+    for r in spread.itertuples(index=False):
+        aps = "-" if r.bits == 32 else ("on" if r.aps else "off")
+        rows.append((
+            str(r.format), aps, str(r.batch_size), str(r.optimizer), f"{r.base_lr:g}",
+            str(r.seeds), pct(r.acc_mean), f"{pct(r.acc_min)} .. {pct(r.acc_max)}",
+            pct(r.flushed_mean),
+            "-" if pd.isna(r.flushed_mean) else f"{pct(r.flushed_min)} .. {pct(r.flushed_max)}",
+        ))  # fmt: skip
+    return "# Spread over seeds\n\n" + markdown_table(rows)
 
 
 def _label(bits: int, aps: bool) -> str:
