@@ -294,6 +294,19 @@ def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
     help="Base learning rates for every optimizer [default: 2 per optimizer].",
 )
 @click.option("--seeds", default="0", show_default=True, callback=_comma_list(int))
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(min=0, max=100, min_open=True),
+    default=None,
+    help="Test accuracy (percent) whose steps-to-target the batch-size study reports.",
+)
+@click.option(
+    "--limit-tolerance",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Accuracy loss (points) against the smallest batch that marks the batch-size limit.",
+)
 @_shared_options
 def sweep_cmd(**opts: Any) -> None:
     """Grid of bits x APS x batch size x optimizer x learning rate x seed (resumable).
@@ -312,10 +325,13 @@ def sweep_cmd(**opts: Any) -> None:
                 f"batch size {b}: must be positive", param_hint="--batch-sizes"
             )
     lrs = {} if opts["lrs"] is None else {o: opts["lrs"] for o in opts["optimizers"]}
+    target = opts["target_accuracy"]
     try:
         spec = SweepSpec(
             bits=opts["bits_list"], aps=ApsModes(opts["aps_modes"]), batch_sizes=opts["batch_sizes"],
             optimizers=opts["optimizers"], lrs=lrs, seeds=opts["seeds"],
+            target_accuracy=None if target is None else target / 100,
+            limit_tolerance=opts["limit_tolerance"],
         )  # fmt: skip
         placeholder = spec.arms()[:1]
     except ValueError as exc:
@@ -330,6 +346,8 @@ def sweep_cmd(**opts: Any) -> None:
     if not is_primary_process():
         return
     _table(table_rows(results))
+    if (root / "scaling.md").exists():
+        click.echo(f"\nbatch-size scaling and limits: {root / 'scaling.md'}")
     click.echo(f"\nresults in {root}")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from precision.formats import FloatFormat
+from training import batch_limit
 from training.config import DEFAULT_LRS, ArmSpec, ConfigError, RunConfig
 from training.loop import run_study
 from training.records import atomic_write_text
@@ -62,6 +63,10 @@ class SweepSpec:
             schedule scales them to each batch size); missing optimizers use
             :data:`~training.config.DEFAULT_LRS`.
         seeds: seeds (each cell is repeated per seed).
+        target_accuracy: test accuracy (a fraction) whose steps-to-target the batch-size
+            study reports; None: no steps-to-target.
+        limit_tolerance: accuracy loss (points) against the smallest batch that marks the
+            batch-size limit.
     """
 
     bits: tuple[int, ...] = (4, 8, 32)
@@ -70,9 +75,16 @@ class SweepSpec:
     optimizers: tuple[str, ...] = ("sgd",)
     lrs: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
+    target_accuracy: float | None = None
+    limit_tolerance: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aps", ApsModes(self.aps))
+        t = self.target_accuracy
+        if t is not None and not 0 < t <= 1:
+            raise ConfigError(f"target accuracy {t!r}: must be a fraction in (0, 1]")
+        if not self.limit_tolerance >= 0:
+            raise ConfigError(f"limit tolerance {self.limit_tolerance!r}: must be >= 0 points")
         for name in ("bits", "batch_sizes", "optimizers", "seeds"):
             if not getattr(self, name):
                 raise ConfigError(f"sweep {name}: needs at least one value")
@@ -167,11 +179,35 @@ def write_sweep_report(root: Path) -> pd.DataFrame:
     if not spread.empty:
         write_csv(root / "seeds.csv", spread)
         atomic_write_text(root / "seeds.md", seed_spread_markdown(spread))
+    _write_batch_study(root, results)
     best = best_lr(results)
     if not best.empty:
         _plot_vs(best, "bits", root / "accuracy_vs_bits.png", "communication bits", log2=False)
         _plot_vs(best, "batch_size", root / "accuracy_vs_batch.png", "global batch size", log2=True)
     return results
+
+
+def _write_batch_study(root: Path, results: pd.DataFrame) -> None:
+    """scaling.md/csv, limits.csv and steps_to_target.png (with a target) from the
+    sweep's results, when its grid has more than one batch size."""
+    spec = json.loads((root / SWEEP_FILE).read_text()) if (root / SWEEP_FILE).exists() else {}
+    target, tol = spec.get("target_accuracy"), float(spec.get("limit_tolerance", 1.0))
+    if results["batch_size"].nunique() < 2:
+        return
+    metrics = pd.read_csv(root / "metrics.csv") if (root / "metrics.csv").exists() else None
+    if metrics is None or metrics.empty:
+        return
+    scaling = batch_limit.batch_scaling(results, metrics, target)
+    if scaling.empty:
+        return
+    limits = batch_limit.batch_limits(scaling, tol)
+    write_csv(root / "scaling.csv", scaling)
+    write_csv(root / "limits.csv", limits)
+    atomic_write_text(
+        root / "scaling.md", batch_limit.scaling_markdown(scaling, limits, target, tol)
+    )
+    if target is not None:
+        batch_limit.plot_steps_to_target(scaling, root / "steps_to_target.png", target)
 
 
 def best_lr(results: pd.DataFrame) -> pd.DataFrame:
