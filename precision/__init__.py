@@ -11,13 +11,7 @@ from precision.autograd import Cast, Quantizer, quant_function, quantizer
 from precision.formats import BlockFormat, FixedFormat, FixedOverflow, FloatFormat, Format
 from precision.optim import LowPrecisionOptimizer
 from precision.policy import PrecisionPolicy, apply_policy
-from precision.quantize import (
-    RoundingCounts,
-    quantize,
-    quantize_,
-    quantize_counted,
-    quantize_into,
-)
+from precision.quantize import RoundingCounts, quantize
 from precision.registry import parse
 from precision.rounding import Overflow, RoundingMode, Specials
 from precision.scaling import LossScaler
@@ -45,8 +39,5 @@ __all__ = [
     "parse",
     "quant_function",
     "quantize",
-    "quantize_",
-    "quantize_counted",
-    "quantize_into",
     "quantizer",
 ]

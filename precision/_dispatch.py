@@ -69,22 +69,10 @@ class kernel_backend:
 
 def _make(carrier: Carrier, mode: RoundingMode, signed_zero: bool, tally: bool) -> KernelFn:
     # The compiled graph stores straight into ``out`` (which may be ``b`` itself).
-    if tally:
-
-        def kernel(
-            b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
-        ) -> torch.Tensor:
-            r, counts = round_tally(b, p, key, carrier, mode, signed_zero)
-            out.copy_(r)
-            return counts
-
-    else:
-
-        def kernel(
-            b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
-        ) -> torch.Tensor:
-            out.copy_(round_bits(b, p, key, carrier, mode, signed_zero))
-            return out
+    def kernel(
+        b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
+    ) -> torch.Tensor:
+        return _eager(b, out, p, key, carrier, mode, signed_zero, tally)
 
     # One code object per kernel: torch.compile keeps its cache on the code object, and a
     # shared one would see the carrier constants change between calls and turn them into
@@ -171,48 +159,7 @@ def _verify(
         )
 
 
-def run(
-    bits: torch.Tensor,
-    params: torch.Tensor,
-    key: torch.Tensor,
-    carrier: Carrier,
-    mode: RoundingMode,
-    signed_zero: bool = True,
-    inplace: bool = False,
-) -> torch.Tensor:
-    """Round 1-D contiguous carrier bits with the chosen backend (into ``bits`` itself
-    when ``inplace``); returns the rounded bits."""
-    if torch.compiler.is_compiling():
-        # Inside a user's torch.compile region: trace the plain function into their graph.
-        res = round_bits(bits, params, key, carrier, mode, signed_zero)
-        return bits.copy_(res) if inplace else res
-    out = bits if inplace else None
-    return _dispatch(bits, out, params, key, carrier, mode, signed_zero, tally=False)
-
-
-def run_into(
-    bits: torch.Tensor,
-    out: torch.Tensor,
-    params: torch.Tensor,
-    key: torch.Tensor,
-    carrier: Carrier,
-    mode: RoundingMode,
-    signed_zero: bool = True,
-    tally: bool = False,
-) -> torch.Tensor:
-    """Round 1-D contiguous carrier bits into ``out`` (same shape and dtype; a separate
-    buffer is fastest, ``bits`` itself works). Returns ``out``, or with ``tally`` the
-    counts of :func:`round_tally` (int32: at most 2**31 - 1 elements)."""
-    if torch.compiler.is_compiling():
-        if not tally:
-            return out.copy_(round_bits(bits, params, key, carrier, mode, signed_zero))
-        res, counts = round_tally(bits, params, key, carrier, mode, signed_zero)
-        out.copy_(res)
-        return counts
-    return _dispatch(bits, out, params, key, carrier, mode, signed_zero, tally)
-
-
-def _dispatch(
+def _eager(
     bits: torch.Tensor,
     out: torch.Tensor | None,
     params: torch.Tensor,
@@ -222,8 +169,42 @@ def _dispatch(
     signed_zero: bool,
     tally: bool,
 ) -> torch.Tensor:
-    """Run the kernel compiled or eager, into ``out`` (None: a new buffer). Returns the
-    rounded bits, or with ``tally`` the counts."""
+    """The kernel function itself (what the compiled kernels trace): see :func:`run`."""
+    if tally:
+        res, counts = round_tally(bits, params, key, carrier, mode, signed_zero)
+        (bits if out is None else out).copy_(res)
+        return counts
+    res = round_bits(bits, params, key, carrier, mode, signed_zero)
+    return res if out is None else out.copy_(res)
+
+
+def run(
+    bits: torch.Tensor,
+    out: torch.Tensor | None,
+    params: torch.Tensor,
+    key: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
+    signed_zero: bool = True,
+    tally: bool = False,
+) -> torch.Tensor:
+    """Round 1-D contiguous carrier bits with the chosen backend.
+
+    Args:
+        bits: the carrier's integer view of the input.
+        out: receives the result (same shape and dtype; a separate buffer is fastest,
+            ``bits`` itself rounds in place); None: a new buffer (with ``tally``: ``bits``).
+        params, key: the format's parameter vector and the stochastic key.
+        carrier, mode, signed_zero: which kernel.
+        tally: also count as :func:`~precision._kernel.round_tally` does (int32: at most
+            2**31 - 1 elements).
+
+    Returns:
+        The rounded bits (``out`` when given), or with ``tally`` the counts.
+    """
+    if torch.compiler.is_compiling():
+        # Inside a user's torch.compile region: trace the plain function into their graph.
+        return _eager(bits, out, params, key, carrier, mode, signed_zero, tally)
     backend = get_backend()
     device_type = bits.device.type
     use_compiled = backend == "compiled" or (
@@ -258,9 +239,4 @@ def _dispatch(
                 RuntimeWarning,
                 stacklevel=4,
             )
-    if tally:
-        res, counts = round_tally(bits, params, key, carrier, mode, signed_zero)
-        (bits if out is None else out).copy_(res)
-        return counts
-    res = round_bits(bits, params, key, carrier, mode, signed_zero)
-    return res if out is None else out.copy_(res)
+    return _eager(bits, out, params, key, carrier, mode, signed_zero, tally)

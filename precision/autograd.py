@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from precision.formats import BlockFormat, FixedFormat, FloatFormat, Format
-from precision.quantize import quantize, quantize_
+from precision.quantize import quantize
 from precision.rounding import RoundingMode
 
 _FORMAT_TYPES = (FloatFormat, FixedFormat, BlockFormat)
@@ -65,13 +65,16 @@ class Cast:
         if not isinstance(self.rounding, RoundingMode):
             raise TypeError(f"rounding={self.rounding!r}: expected a RoundingMode")
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Round ``x`` (not differentiable; see :func:`quant_function` for that)."""
-        return quantize(x, self.format, self.rounding, generator=generator)
-
-    def round_(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Round ``x`` in place and return it."""
-        return quantize_(x, self.format, self.rounding, generator=generator)
+    def __call__(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Round ``x`` (into ``out``; ``x`` itself rounds in place). Not differentiable;
+        see :func:`quant_function` for that."""
+        return quantize(x, self.format, self.rounding, out=out, generator=generator)
 
     def to_dict(self) -> dict[str, str]:
         """JSON-able form: ``{"format": name, "rounding": mode}``."""
@@ -131,7 +134,7 @@ class _Quantize(torch.autograd.Function):
             return x.clone()
         if inplace and isinstance(forward, Cast):
             ctx.mark_dirty(x)
-            return forward.round_(x, generator)
+            return forward(x, generator, out=x)
         return forward(x, generator)
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""Block floating point / shared-exponent (MX-style) quantization on top of ``quantize``."""
+"""Block floating point / shared-exponent (MX-style) quantization: a shared power-of-two
+scale per block, elements rounded by :func:`precision._elementwise.round_elements`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 
 import torch
 
+from precision._elementwise import round_elements
 from precision.formats import BlockFormat, FixedFormat, FloatFormat
 from precision.rounding import RoundingMode
 
@@ -30,8 +32,6 @@ def block_scales(x: torch.Tensor, fmt: BlockFormat) -> torch.Tensor:
     A block holding Inf or NaN gets a NaN scale (every element of it becomes NaN). All-zero
     blocks get the smallest scale.
     """
-    from precision.quantize import quantize
-
     blocks = _blocked(x.detach().to(torch.float64), fmt)
     amax = blocks.abs().amax(dim=-1)
     finite = torch.isfinite(amax)
@@ -42,7 +42,7 @@ def block_scales(x: torch.Tensor, fmt: BlockFormat) -> torch.Tensor:
         scale = torch.where(amax > 0, torch.exp2(shared), math.ldexp(1.0, lo))
     else:
         raw = amax / _element_max(fmt.element)
-        scale = quantize(raw, fmt.scale, RoundingMode.NEAREST_EVEN)
+        scale = round_elements(raw, fmt.scale, RoundingMode.NEAREST_EVEN, None)[0]
         scale = torch.where(scale > 0, scale, fmt.scale.smallest_positive)
     return torch.where(finite, scale, torch.nan)
 
@@ -60,15 +60,13 @@ def quantize_blocks(
     The division by the scale happens in float64, so it is exact for power-of-two scales and
     the element rounding sees the true value (no double rounding).
     """
-    from precision.quantize import quantize
-
     if x.numel() == 0:
         return x.detach().clone()
     axis = fmt.axis % x.dim() if x.dim() else 0
     x64 = x.detach().to(torch.float64)
     scale = block_scales(x64, fmt).unsqueeze(-1)
     blocks = _blocked(x64, fmt)
-    q = quantize(blocks / scale, fmt.element, rounding, generator=generator) * scale
+    q = round_elements(blocks / scale, fmt.element, rounding, generator)[0] * scale
     n = x.shape[axis] if x.dim() else 1
     q = q.reshape(*q.shape[:-2], -1)[..., :n]
     if x.dim():

@@ -1,8 +1,8 @@
 """Low-precision gradient all-reduce on real torch.distributed process groups.
 
-Gradients are quantized in place with :func:`precision.quantize.quantize_` (the in-place
-form of the one rounding core) and summed in an emulated format, optionally scaled per layer by Auto-Precision-Scaling
-(:mod:`precision.aps`). Two entry points:
+Gradients are quantized with :func:`precision.quantize.quantize` (the one rounding core,
+into buffers kept across steps or in place) and summed in an emulated format, optionally
+scaled per layer by Auto-Precision-Scaling (:mod:`precision.aps`). Two entry points:
 
 * :func:`all_reduce_gradients` averages ``.grad`` in place after ``backward()``;
 * :func:`lowp_allreduce_hook` is a DDP communication hook doing the same per bucket.

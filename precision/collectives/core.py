@@ -185,7 +185,7 @@ def _reduce_lowp(
     q = state.wire_buffer(work, bucket)  # quantize out of place: faster, and keeps the input
     totals_only = state.telemetry and not state.layer_telemetry
     tally = totals_only or (tel is not None and tel.tallied)
-    counts = r.round_into(work, q, Stage.INPUT, rank, tally=tally)
+    counts = r.round(work, Stage.INPUT, rank, out=q, tally=tally)
     stats: dict[str, list[float]] = {}
     if tel is not None:
         scaled = [math.ldexp(m, s) for m, s in zip(amax().tolist(), layout.multiply, strict=True)]
@@ -193,7 +193,7 @@ def _reduce_lowp(
         stats["overflow"] = tel.beyond(work, counts or [], scaled, tops)
     in_counts = counts or []
     if state.reduction is Reduction.CARRIER:
-        counts = r.round_into(comm.all_reduce(q, group), work, Stage.RESULT, tally=tally)
+        counts = r.round(comm.all_reduce(q, group), Stage.RESULT, out=work, tally=tally)
     else:  # the result can sit in the wire buffer or a new one: keep it in ``work``
         work.copy_(_reduce_ordered(q, r, state, group))
         counts = None  # the ordered sums round chunk by chunk: no per-layer counts

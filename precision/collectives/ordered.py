@@ -2,7 +2,7 @@
 
 The distributed code and the single-process reference both call these, so a distributed
 result can be compared with the reference bit for bit. Each partial sum is formed exactly
-and then rounded to the format in place with :func:`precision.quantize.quantize_`: in the
+and then rounded to the format in place with :func:`precision.quantize.quantize`: in the
 working dtype when every sum of two values of the format is exact there (e3m0, e4m3 in
 float32), otherwise in float64 (double rounding through 53 bits is innocuous for
 round-to-nearest into formats of at most 24 significand bits). A float64 accumulator is
@@ -21,7 +21,7 @@ import torch
 
 from precision import aps
 from precision.formats import FixedFormat, FloatFormat, Format
-from precision.quantize import RoundingCounts, quantize_, quantize_counted, quantize_into
+from precision.quantize import RoundingCounts, quantize
 from precision.rounding import RoundingMode
 
 _MASK64 = (1 << 64) - 1
@@ -155,48 +155,47 @@ class Rounder:
             h = _splitmix(h, v)
         return torch.Generator().manual_seed(h >> 1)
 
-    def round_(self, x: torch.Tensor, *key: int, offset: int = 0) -> torch.Tensor:
-        """Round ``x`` in place; it holds elements ``offset:offset + len(x)`` of the flat
-        tensor (elements past the last segment, i.e. zero padding, are left alone)."""
-        if not self.segments:
-            return quantize_(x, self.fmt, self.rounding, generator=self.generator(*key))
-        n = x.numel()
-        for i, seg in enumerate(self.segments):
-            lo, hi = max(seg.start - offset, 0), min(seg.stop - offset, n)
-            if lo < hi:
-                quantize_(x[lo:hi], seg.fmt, self.rounding, generator=self.generator(*key, i))
-        return x
-
-    def round_into(
-        self, x: torch.Tensor, out: torch.Tensor, *key: int, tally: bool = False
+    def round(
+        self,
+        x: torch.Tensor,
+        *key: int,
+        out: torch.Tensor | None = None,
+        offset: int = 0,
+        tally: bool = False,
     ) -> list[RoundingCounts] | None:
-        """Round the whole flat tensor ``x`` into ``out`` (same bits as :meth:`round_`).
+        """Round ``x`` into ``out`` (None: in place), segment by segment.
+
+        ``x`` holds elements ``offset:offset + len(x)`` of the flat tensor; elements past
+        the last segment (zero padding) are left as they are (copied into ``out``).
 
         Returns:
             With ``tally``, the :class:`~precision.quantize.RoundingCounts` of each segment
-            (one entry when there are no segments), taken in the rounding pass; else None.
+            that ``x`` covers (one entry when there are no segments); else None.
         """
+        dest = x if out is None else out
         parts = (
             [(0, x.numel(), self.fmt, ())]
             if not self.segments
-            else [(seg.start, seg.stop, seg.fmt, (i,)) for i, seg in enumerate(self.segments)]
+            else [
+                (max(seg.start - offset, 0), min(seg.stop - offset, x.numel()), seg.fmt, (i,))
+                for i, seg in enumerate(self.segments)
+            ]
         )
         counts: list[RoundingCounts] = []
+        end = 0
         for a, b, fmt, extra in parts:
+            if a >= b:
+                continue
             gen = self.generator(*key, *extra)
             if tally:
-                counts.append(
-                    quantize_counted(x[a:b], fmt, self.rounding, out=out[a:b], generator=gen)[1]
-                )
+                counts.append(quantize(x[a:b], fmt, self.rounding, out=dest[a:b], count=True,
+                                       generator=gen)[1])  # fmt: skip
             else:
-                quantize_into(x[a:b], out[a:b], fmt, self.rounding, generator=gen)
-        if self.segments and parts[-1][1] < x.numel():
-            out[parts[-1][1] :].copy_(x[parts[-1][1] :])  # zero padding, as round_ leaves it
+                quantize(x[a:b], fmt, self.rounding, out=dest[a:b], generator=gen)
+            end = b
+        if dest is not x and end < x.numel():
+            dest[end:].copy_(x[end:])  # zero padding, left as it is
         return counts if tally else None
-
-    def quantize(self, x: torch.Tensor, *key: int) -> torch.Tensor:
-        """Out-of-place :meth:`round_` of a whole flat tensor."""
-        return self.round_(x.detach().clone(), *key)
 
     @cached_property
     def _exact(self) -> dict[torch.dtype, bool]:
@@ -225,11 +224,11 @@ def accumulate_(
         return acc
     if r.exact_in(acc.dtype) or acc.dtype == torch.float64:
         for x, key in zip(xs, keys, strict=True):
-            r.round_(acc.add_(x), *key, offset=offset)
+            r.round(acc.add_(x), *key, offset=offset)
         return acc
     wide = acc.to(torch.float64)
     for x, key in zip(xs, keys, strict=True):
-        r.round_(wide.add_(x), *key, offset=offset)
+        r.round(wide.add_(x), *key, offset=offset)
     return acc.copy_(wide)
 
 

@@ -59,9 +59,9 @@ def reference_reduce(
             for w in works:
                 aps.apply_shifts(w, bounds, layout.multiply)
         r = Rounder(fmt, state.rounding, (state.seed, step, 0), layout.segments)
-        qs = [r.round_(w, Stage.INPUT, k) for k, w in enumerate(works)]
+        qs = [_rounded(r, w, Stage.INPUT, k) for k, w in enumerate(works)]
         if state.reduction is Reduction.CARRIER:
-            out = r.round_(rank_sum_exact(qs), Stage.RESULT)
+            out = _rounded(r, rank_sum_exact(qs), Stage.RESULT)
         elif state.reduction is Reduction.RANK:
             out = rank_sum(qs, r)
         elif state.reduction is Reduction.RING:
@@ -78,3 +78,8 @@ def rank_sum_exact(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     for x in parts[1:]:
         acc += x
     return acc
+
+
+def _rounded(r: Rounder, x: torch.Tensor, *key: int) -> torch.Tensor:
+    r.round(x, *key)
+    return x

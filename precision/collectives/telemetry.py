@@ -42,7 +42,7 @@ class LayerCounts:
     """Underflow, overflow and saturation per layer of one reduction.
 
     Layers rounded in a call of their own (``parts[i]``: that call's index) take their
-    counts from the rounding passes (:func:`precision.quantize.quantize_counted`); the
+    counts from the rounding passes (:func:`precision.quantize.quantize` with ``count=True``); the
     others (``scan``) are counted by reads of those layers alone.
     """
 

@@ -37,7 +37,9 @@ def test_torus_on_a_line_is_the_ring() -> None:
     r = Rounder(E3M1, RoundingMode.NEAREST_EVEN, (0, 0, 0))
     g = torch.Generator().manual_seed(3)
     parts = [torch.randn(29, generator=g) for _ in range(6)]
-    parts = [r.quantize(p) for p in parts]
+    parts = [p.clone() for p in parts]
+    for p in parts:
+        r.round(p)
     ring = ring_sum(parts, r)
     assert torch.equal(torus_sum(parts, (1, 6), r), ring)
     assert torch.equal(torus_sum(parts, (6, 1), r), ring)

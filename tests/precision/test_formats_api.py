@@ -14,7 +14,6 @@ from precision import (
     RoundingMode,
     Specials,
     quantize,
-    quantize_,
 )
 from precision.registry import formats, names, parse, register
 
@@ -190,12 +189,12 @@ def test_in_place_equals_out_of_place(name: str, mode: RoundingMode, backend: st
     x = torch.randn(40_000, dtype=dt) * 4
     want = quantize(x, name, mode, generator=torch.Generator().manual_seed(3))
     y = x.clone()
-    out = quantize_(y, name, mode, generator=torch.Generator().manual_seed(3))
+    out = quantize(y, name, mode, out=y, generator=torch.Generator().manual_seed(3))
     assert out is y
     assert torch.equal(y.nan_to_num(7.0), want.nan_to_num(7.0))
     strided = x.clone().view(200, 200).t()  # not contiguous: rounded out of place, copied back
     want_t = quantize(strided, name, mode, generator=torch.Generator().manual_seed(3))
-    quantize_(strided, name, mode, generator=torch.Generator().manual_seed(3))
+    quantize(strided, name, mode, out=strided, generator=torch.Generator().manual_seed(3))
     assert torch.equal(strided.nan_to_num(7.0), want_t.nan_to_num(7.0))
     if mode is RoundingMode.NEAREST_EVEN and not name.startswith("mx"):  # elementwise
         assert torch.equal(strided.t().reshape(-1).nan_to_num(7.0), want.nan_to_num(7.0))
