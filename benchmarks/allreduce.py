@@ -24,13 +24,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from precision import FloatFormat
 from precision.collectives import (
     LowPrecisionState,
     Reduction,
     all_reduce_gradients,
     init_process_group_with_timeout,
 )
+from precision.registry import from_bits
 
 WORLD = 2
 ROUNDS = 7
@@ -45,7 +45,7 @@ LAYERS = (
     + [64 * 64 * 9] * 4
     + [c for c in (64, 128, 256, 512, 1024, 2048) for _ in range(4)]
 )
-FMT = FloatFormat.from_bits(4)
+FMT = from_bits(4)
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("float32", {"fmt": None}),
     ("carrier", {"fmt": FMT, "aps": False, "reduction": Reduction.CARRIER}),

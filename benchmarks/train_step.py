@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from precision.formats import FloatFormat
+from precision.registry import from_bits
 from training.config import Device, RunConfig, three_arms
 from training.loop import run_study
 from training.report import write_csv
@@ -43,9 +43,7 @@ def measure(
     model: str, reduction: str, workers: int, epochs: int, order: tuple[str, str]
 ) -> dict[str, float]:
     """Median step time (ms) of the float32 and e3m0+APS arms of one short study."""
-    arms = three_arms(
-        FloatFormat.from_bits(4), batch_size=64, optimizer="sgd", lr=0.1, seed=0, which=order
-    )
+    arms = three_arms(from_bits(4), batch_size=64, optimizer="sgd", lr=0.1, seed=0, which=order)
     cfg = RunConfig(
         arms=arms, model=model, epochs=epochs, workers=workers, reduction=reduction,
         device=Device.CPU,

@@ -13,9 +13,6 @@ from functools import cached_property
 
 from precision.rounding import Overflow, Specials
 
-# (mantissa bits P, exponent bias, exponent bits) of the two carriers.
-_CARRIERS = {"float32": (23, 127, 8), "float64": (52, 1023, 11)}
-
 
 @dataclass(frozen=True, kw_only=True)
 class FloatFormat:
@@ -212,35 +209,6 @@ class FloatFormat:
     def carrier(self) -> str:
         """Narrowest of float32/float64 that holds every value exactly."""
         return "float32" if self.fits_in("float32") else "float64"
-
-    # ---- constructors -----------------------------------------------------------------
-    @classmethod
-    def from_bits(cls, n: int) -> FloatFormat:
-        """The format that ``--bits N`` means.
-
-        Follows the customized-precision study's splits: 4 -> e3m0, 8 -> e5m2 (e4m3 is the
-        alternative with more precision and less range: ask for it by name), 16 -> float16,
-        32 -> float32, 64 -> float64. Other widths: N <= 8 gets ``N//2 + 1`` exponent bits;
-        9..16 get 5 (float16's range), 17..32 get 8 (float32's range; 19 is TF32),
-        33..64 get 11 (float64's range); the rest are mantissa bits.
-
-        Raises:
-            ValueError: N outside 3..64.
-        """
-        if not isinstance(n, int) or isinstance(n, bool) or not 3 <= n <= 64:
-            raise ValueError(f"bits={n!r}: must be an integer in 3..64")
-        if n <= 8:
-            e = n // 2 + 1
-        elif n <= 16:
-            e = 5
-        elif n <= 32:
-            e = 8
-        else:
-            e = 11
-        from precision.registry import canonical_name
-
-        fmt = cls(exponent_bits=e, mantissa_bits=n - 1 - e)
-        return cls(exponent_bits=e, mantissa_bits=n - 1 - e, name=canonical_name(fmt))
 
 
 # (mantissa bits, bias, exponent bits) of the torch/numpy dtypes a tensor may have.

@@ -176,6 +176,32 @@ def canonical_name(fmt: FloatFormat) -> str:
     return fmt.spelling
 
 
+def from_bits(n: int) -> FloatFormat:
+    """The format that ``--bits N`` means, with its registered name.
+
+    Follows the customized-precision study's splits: 4 -> e3m0, 8 -> e5m2 (e4m3 is the
+    alternative with more precision and less range: ask for it by name), 16 -> float16,
+    32 -> float32, 64 -> float64. Other widths: N <= 8 gets ``N//2 + 1`` exponent bits;
+    9..16 get 5 (float16's range), 17..32 get 8 (float32's range; 19 is TF32),
+    33..64 get 11 (float64's range); the rest are mantissa bits.
+
+    Raises:
+        ValueError: N outside 3..64.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or not 3 <= n <= 64:
+        raise ValueError(f"bits={n!r}: must be an integer in 3..64")
+    if n <= 8:
+        e = n // 2 + 1
+    elif n <= 16:
+        e = 5
+    elif n <= 32:
+        e = 8
+    else:
+        e = 11
+    fmt = FloatFormat(exponent_bits=e, mantissa_bits=n - 1 - e)
+    return dataclasses.replace(fmt, name=canonical_name(fmt))
+
+
 def names() -> list[str]:
     """Registered canonical names, in registration order."""
     return [str(f) for f in _REGISTRY.values()]

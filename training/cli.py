@@ -11,7 +11,7 @@ import click
 from click.core import ParameterSource
 
 from precision.formats import BlockFormat, FixedFormat, FloatFormat
-from precision.registry import aliases_of, formats
+from precision.registry import aliases_of, formats, from_bits
 from precision.registry import parse as parse_format
 from training.cli_options import (
     StudyUsageError,
@@ -105,7 +105,7 @@ def formats_cmd(show_bits: bool) -> None:
         click.echo("")
         rows = [("--bits", "format", "e", "m", "max finite", "eps")]
         for n in range(3, 33):
-            f = FloatFormat.from_bits(n)
+            f = from_bits(n)
             rows.append(
                 (
                     str(n),
@@ -244,7 +244,7 @@ def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
             if not isinstance(fmt, FloatFormat):
                 raise ValueError(f"{opts['fmt_name']}: gradient communication needs a float format")
         else:
-            fmt = FloatFormat.from_bits(4 if opts["bits"] is None else opts["bits"])
+            fmt = from_bits(4 if opts["bits"] is None else opts["bits"])
     except ValueError as exc:
         name = "--format" if opts["fmt_name"] is not None else "--bits"
         raise click.BadParameter(str(exc), param_hint=name) from None

@@ -291,11 +291,6 @@ class RunConfig:
         return cls.from_dict(data)
 
 
-def format_label(fmt: FloatFormat | None) -> str:
-    """Short name of a communication format for arm names (``float32`` for the baseline)."""
-    return "float32" if fmt is None else str(fmt)
-
-
 def three_arms(
     fmt: FloatFormat,
     *,

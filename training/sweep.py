@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from precision.formats import FloatFormat
+from precision.registry import from_bits
 from training import batch_limit
 from training.config import DEFAULT_LRS, ArmSpec, ConfigError, RunConfig
 from training.loop import run_study
@@ -55,7 +55,7 @@ class SweepSpec:
     """The grid.
 
     Attributes:
-        bits: communication widths (``FloatFormat.from_bits``); 32 is the float32 baseline.
+        bits: communication widths (``precision.registry.from_bits``); 32 is the float32 baseline.
         aps: APS settings tried for each low-precision width.
         batch_sizes: global batch sizes.
         optimizers: optimizer registry names.
@@ -90,7 +90,7 @@ class SweepSpec:
                 raise ConfigError(f"sweep {name}: needs at least one value")
         for n in self.bits:
             if n != 32:
-                FloatFormat.from_bits(n)  # raises ValueError for widths outside 3..64
+                from_bits(n)  # raises ValueError for widths outside 3..64
         for opt in self.optimizers:
             if opt not in self.lrs and opt not in DEFAULT_LRS:
                 raise ConfigError(f"optimizer {opt!r} has no default learning rates: pass --lrs")
@@ -116,7 +116,7 @@ class SweepSpec:
                                     ArmSpec(name=f"float32-{tail}", fmt=None, aps=False, **common)
                                 )
                                 continue
-                            fmt = FloatFormat.from_bits(n).spelling
+                            fmt = from_bits(n).spelling
                             for aps in self.aps.values:
                                 name = f"{fmt}-{'aps' if aps else 'noaps'}-{tail}"
                                 out.append(ArmSpec(name=name, fmt=fmt, aps=aps, **common))

@@ -40,7 +40,7 @@ def lowp_allreduce_hook(
 
     Example::
 
-        state = LowPrecisionState(fmt=FloatFormat.from_bits(4), aps=True,
+        state = LowPrecisionState(fmt=from_bits(4), aps=True,
                                   reduction=Reduction.RING)
         ddp = DistributedDataParallel(model)
         ddp.register_comm_hook(state, lowp_allreduce_hook)

@@ -29,11 +29,12 @@ from precision.registry import (
     FLOAT8_E4M3FN,
     FLOAT8_E5M2,
     FLOAT32,
+    from_bits,
     parse,
 )
 from precision.rounding import RoundingMode
 
-E3M0 = FloatFormat.from_bits(4)
+E3M0 = from_bits(4)
 
 
 def t(*v: float) -> torch.Tensor:

@@ -13,7 +13,6 @@ import pytest
 import torch
 from dist_harness import run_workers, values
 
-from precision import FloatFormat
 from precision.collectives import (
     LowPrecisionState,
     NonFiniteGradientError,
@@ -23,11 +22,11 @@ from precision.collectives import (
     ordered,
     reference_reduce,
 )
-from precision.registry import BFLOAT16, FLOAT8_E4M3, FLOAT8_E5M2, FLOAT32
+from precision.registry import BFLOAT16, FLOAT8_E4M3, FLOAT8_E5M2, FLOAT32, from_bits
 
 pytestmark = pytest.mark.distributed
 
-E3M0 = FloatFormat.from_bits(4)
+E3M0 = from_bits(4)
 SHAPES = [(7, 5), (33,), (4, 3, 2), (1,), (257,)]
 CARRIED = 32  # a MIN_CARRIED under which the long layers of SHAPES carry their shift
 MIN_CARRIED = ordered.MIN_CARRIED

@@ -11,7 +11,6 @@ import torch
 from dist_harness import run_workers, values
 from torch import nn
 
-from precision import FloatFormat
 from precision.collectives import (
     LowPrecisionState,
     Reduction,
@@ -19,10 +18,11 @@ from precision.collectives import (
     lowp_allreduce_hook,
     reference_reduce,
 )
+from precision.registry import from_bits
 
 pytestmark = pytest.mark.distributed
 
-E3M0 = FloatFormat.from_bits(4)
+E3M0 = from_bits(4)
 PG_TIMEOUT_S = 10.0
 
 

@@ -10,11 +10,19 @@ import torch
 from precision import FloatFormat, aps
 from precision.collectives import LowPrecisionState, Reduction, ordered, reference_reduce
 from precision.collectives.ordered import Rounder, plan_layout, ring_sum, square_grid, torus_sum
-from precision.registry import BFLOAT16, FLOAT8_E4M3, FLOAT8_E4M3FN, FLOAT8_E5M2, FLOAT32, parse
+from precision.registry import (
+    BFLOAT16,
+    FLOAT8_E4M3,
+    FLOAT8_E4M3FN,
+    FLOAT8_E5M2,
+    FLOAT32,
+    from_bits,
+    parse,
+)
 from precision.rounding import RoundingMode
 
 E3M1 = parse("e3m1")  # 1, 1.5, 2, 3, ...: 1 + 0.25 is a tie that rounds back to 1
-E3M0 = FloatFormat.from_bits(4)
+E3M0 = from_bits(4)
 
 
 def _one_hot_ranks(world: int) -> list[list[torch.Tensor]]:

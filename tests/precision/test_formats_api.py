@@ -15,7 +15,7 @@ from precision import (
     Specials,
     quantize,
 )
-from precision.registry import formats, names, parse, register
+from precision.registry import formats, from_bits, names, parse, register
 
 ML = {
     "bfloat16": ml_dtypes.bfloat16,
@@ -70,14 +70,14 @@ def test_tf32_and_carriers() -> None:
     ],
 )
 def test_from_bits(n: int, spelled: str) -> None:
-    fmt = FloatFormat.from_bits(n)
+    fmt = from_bits(n)
     assert fmt.total_bits == n
     assert str(fmt) == spelled
 
 
 @pytest.mark.parametrize("n", range(3, 65))
 def test_from_bits_every_width_is_valid(n: int) -> None:
-    assert FloatFormat.from_bits(n).total_bits == n
+    assert from_bits(n).total_bits == n
 
 
 @pytest.mark.parametrize("fmt", [f for f in formats() if isinstance(f, FloatFormat)], ids=str)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from precision.formats import FloatFormat
+from precision.registry import from_bits
 from training.config import ArmSpec, ConfigError, RunConfig, three_arms
 from training.loop import run_study, schedule_for
 from training.records import (
@@ -34,7 +34,7 @@ def _eager_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _config(**kw: object) -> RunConfig:
-    arms = three_arms(FloatFormat.from_bits(4), batch_size=64, optimizer="sgd", lr=0.1, seed=1)
+    arms = three_arms(from_bits(4), batch_size=64, optimizer="sgd", lr=0.1, seed=1)
     base: dict[str, object] = {
         "arms": arms, "dataset": "synthetic", "epochs": 2, "workers": 1, "device": "cpu",
         "warmup_epochs": 0.5,
@@ -66,7 +66,7 @@ def test_arm_rejects_aps_without_format() -> None:
 
 
 def test_three_arms_share_seed_and_differ_in_communication() -> None:
-    arms = three_arms(FloatFormat.from_bits(4), batch_size=64, optimizer="sgd", lr=0.1, seed=3)
+    arms = three_arms(from_bits(4), batch_size=64, optimizer="sgd", lr=0.1, seed=3)
     assert [a.name for a in arms] == ["float32", "e3m0", "e3m0-aps"]
     assert [(a.fmt, a.aps) for a in arms] == [(None, False), ("e3m0", False), ("e3m0", True)]
     assert {a.seed for a in arms} == {3}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from precision.formats import FloatFormat
+from precision.registry import from_bits
 from training.cli import main
 from training.config import RunConfig, three_arms
 from training.loop import run_study
@@ -29,7 +29,7 @@ def _without_times(rec: ArmRecord) -> tuple[object, ...]:
 
 
 def test_stop_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
-    arms = three_arms(FloatFormat.from_bits(4), batch_size=64, optimizer="sgd", lr=0.1, seed=2,
+    arms = three_arms(from_bits(4), batch_size=64, optimizer="sgd", lr=0.1, seed=2,
                       which=("float32", "aps"))  # fmt: skip
     # Stochastic rounding: the resumed run must also continue the rounding stream.
     cfg = RunConfig(arms=arms, dataset="synthetic", epochs=2, workers=2, device="cpu",
