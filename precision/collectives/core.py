@@ -15,6 +15,7 @@ from torch import nn
 from precision import aps
 from precision.collectives import comm, telemetry
 from precision.collectives.ordered import (
+    Layout,
     Rounder,
     Stage,
     plan_layout,
@@ -27,7 +28,7 @@ from precision.collectives.state import (
     Reduction,
 )
 from precision.formats import FixedFormat, FloatFormat, Format
-from precision.quantize import largest_value
+from precision.quantize import RoundingCounts, largest_value
 
 Bounds = list[tuple[int, int]]
 
@@ -90,6 +91,45 @@ def _raise_nonfinite(layers: Sequence[int]) -> None:
     )
 
 
+@dataclasses.dataclass
+class _Prepared:
+    """A low-precision reduction after its inputs were rounded into the wire buffer ``q``,
+    before the sum: what :func:`_complete` needs once the sum is there."""
+
+    work: torch.Tensor
+    q: torch.Tensor
+    bounds: Bounds
+    world: int
+    plan: aps.ShiftPlan | None
+    exchanged: bool
+    layout: Layout
+    rounder: Rounder
+    tel: telemetry.LayerCounts | None
+    tally: bool
+    in_counts: list[RoundingCounts]
+    tops: list[float]
+    stats: dict[str, list[float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class LowpResult:
+    """What a low-precision reduction gives back.
+
+    Attributes:
+        out: the average, in the working buffer.
+        plan: the APS shifts in force (None without APS).
+        exchanged: whether the shifts were exchanged in this call.
+        stats: per-layer telemetry fractions (``underflow``, ``overflow``, ``saturated``).
+        totals: (flushed, beyond, at_limit) counted without the per-layer split, or None.
+    """
+
+    out: torch.Tensor
+    plan: aps.ShiftPlan | None
+    exchanged: bool
+    stats: dict[str, list[float]]
+    totals: tuple[int, int, int] | None
+
+
 def reduce_flat(
     flat: torch.Tensor,
     sizes: Sequence[int],
@@ -115,29 +155,92 @@ def reduce_flat(
     bounds = _bounds(sizes)
     work = flat.detach().view(-1).to(working_dtype(state.fmt))
     orig = work.clone() if state.measure_error and state.fmt is not None else None
-    n = len(bounds)
     if state.fmt is None:
-        out = comm.all_reduce(work, group).div_(world)
-        plan, exchanged, totals = None, False, None
-        stats: dict[str, list[float]] = {}
+        res = LowpResult(comm.all_reduce(work, group).div_(world), None, False, {}, None)
     else:
-        out, plan, exchanged, stats, totals = _reduce_lowp(
-            work, bounds, state, state.fmt, group, bucket
-        )
-    if exchanged and _cannot_overflow(state, plan, world):
+        res = _reduce_lowp(work, bounds, state, state.fmt, group, bucket)
+    errs: list[float] | None = None
+    if state.measure_error:
+        ref = comm.all_reduce(orig, group).div_(world) if orig is not None else res.out
+        errs = telemetry.rel_errors(res.out, ref, bounds)
+    return res.out, conclude(res, state, bucket, world, bounds, errs)
+
+
+def reduce_flat_async(
+    flat: torch.Tensor,
+    sizes: Sequence[int],
+    state: LowPrecisionState,
+    *,
+    bucket: int = 0,
+    group: Any = None,
+) -> torch.futures.Future[tuple[torch.Tensor, ReduceReport]]:
+    """:func:`reduce_flat` whose sum runs while the caller goes on (what the DDP hook uses).
+
+    The APS exponent exchange and the rounding of the inputs happen now; the carrier
+    all-reduce is started asynchronously, and rounding the sum, undoing the shifts and the
+    report happen when it completes, in the future's callback. Ordered reductions (rank,
+    ring, torus), error measurement and float32 (``state.fmt`` None: a plain all-reduce,
+    also asynchronous) are supported; the ordered ones and error measurement run at once
+    and return a completed future.
+
+    Returns:
+        A future of :func:`reduce_flat`'s result (the same bits).
+    """
+    group = comm.group_of(group if group is not None else state.process_group)
+    fmt = state.fmt
+    done: torch.futures.Future[tuple[torch.Tensor, ReduceReport]]
+    if state.measure_error or (fmt is not None and state.reduction is not Reduction.CARRIER):
+        done = torch.futures.Future()
+        done.set_result(reduce_flat(flat, sizes, state, bucket=bucket, group=group))
+        return done
+    world = dist.get_world_size(group)
+    bounds = _bounds(sizes)
+    work = flat.detach().view(-1).to(working_dtype(fmt))
+    if fmt is None:
+        fut = dist.all_reduce(work, group=group, async_op=True).get_future()
+
+        def plain(_f: torch.futures.Future[Any]) -> tuple[torch.Tensor, ReduceReport]:
+            res = LowpResult(work.div_(world), None, False, {}, None)
+            return res.out, conclude(res, state, bucket, world, bounds, None)
+
+        return fut.then(plain)
+    prep = _prepare(work, bounds, state, fmt, group, bucket)
+    fut = dist.all_reduce(prep.q, group=group, async_op=True).get_future()
+
+    def lowp(_f: torch.futures.Future[Any]) -> tuple[torch.Tensor, ReduceReport]:
+        res = _complete(prep, prep.q, state)
+        return res.out, conclude(res, state, bucket, world, bounds, None)
+
+    return fut.then(lowp)
+
+
+def conclude(
+    res: LowpResult,
+    state: LowPrecisionState,
+    bucket: int,
+    world: int,
+    bounds: Bounds,
+    errs: list[float] | None,
+) -> ReduceReport:
+    """The non-finite check and the report of a finished reduction (no communication).
+
+    Raises:
+        NonFiniteGradientError: with ``NonFinitePolicy.RAISE``, a result or input held
+            Inf/NaN.
+    """
+    n = len(bounds)
+    if res.exchanged and _cannot_overflow(state, res.plan, world):
         nonfinite = [False] * n
     else:
-        nonfinite_in = list(plan.nonfinite) if plan is not None else [False] * n
-        nonfinite_out = telemetry.nonfinite_layers(out, bounds)
+        nonfinite_in = list(res.plan.nonfinite) if res.plan is not None else [False] * n
+        nonfinite_out = telemetry.nonfinite_layers(res.out, bounds)
         nonfinite = [f or g for f, g in zip(nonfinite_in, nonfinite_out, strict=True)]
     if any(nonfinite) and state.nonfinite is NonFinitePolicy.RAISE:
         _raise_nonfinite([i for i, f in enumerate(nonfinite) if f])
-    errs: list[float] | None = None
-    if state.measure_error:
-        ref = comm.all_reduce(orig, group).div_(world) if orig is not None else out
-        errs = telemetry.rel_errors(out, ref, bounds)
-    report = _report(state, bucket, world, bounds, plan, nonfinite, stats, errs, exchanged)
-    return out, dataclasses.replace(report, totals=totals) if totals is not None else report
+    report = _report(
+        state, bucket, world, bounds, res.plan, nonfinite, res.stats, errs, res.exchanged
+    )
+    return dataclasses.replace(report, totals=res.totals) if res.totals is not None else report
 
 
 def _reduce_lowp(
@@ -147,16 +250,25 @@ def _reduce_lowp(
     fmt: Format,
     group: Any,
     bucket: int,
-) -> tuple[
-    torch.Tensor,
-    aps.ShiftPlan | None,
-    bool,
-    dict[str, list[float]],
-    tuple[int, int, int] | None,
-]:
-    """The reduction in ``fmt`` (``state.fmt``); returns (result in ``work``, APS plan,
-    whether the shifts were exchanged this call, per-layer telemetry fractions, totals
-    counted without the per-layer split)."""
+) -> LowpResult:
+    """The reduction in ``fmt`` (``state.fmt``), in ``work``."""
+    prep = _prepare(work, bounds, state, fmt, group, bucket)
+    if state.reduction is Reduction.CARRIER:
+        return _complete(prep, comm.all_reduce(prep.q, group), state)
+    # the result can sit in the wire buffer or a new one: keep it in ``work``
+    work.copy_(_reduce_ordered(prep.q, prep.rounder, state, group))
+    return _complete(prep, None, state)
+
+
+def _prepare(
+    work: torch.Tensor,
+    bounds: Bounds,
+    state: LowPrecisionState,
+    fmt: Format,
+    group: Any,
+    bucket: int,
+) -> _Prepared:
+    """APS steps 1-3 and the rounding of the inputs into the wire buffer."""
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     if state.loss_scale != 1.0:
         work.mul_(state.loss_scale)
@@ -191,22 +303,33 @@ def _reduce_lowp(
         scaled = [math.ldexp(m, s) for m, s in zip(amax().tolist(), layout.multiply, strict=True)]
         stats["underflow"] = tel.flushed(q, counts or [])
         stats["overflow"] = tel.beyond(work, counts or [], scaled, tops)
-    in_counts = counts or []
-    if state.reduction is Reduction.CARRIER:
-        counts = r.round(comm.all_reduce(q, group), Stage.RESULT, out=work, tally=tally)
-    else:  # the result can sit in the wire buffer or a new one: keep it in ``work``
-        work.copy_(_reduce_ordered(q, r, state, group))
-        counts = None  # the ordered sums round chunk by chunk: no per-layer counts
-    if tel is not None:
-        stats["saturated"] = tel.at_limit(work, counts, tops)
+    return _Prepared(
+        work, q, bounds, world, plan, exchanged, layout, r, tel, tally, counts or [], tops, stats
+    )
+
+
+def _complete(prep: _Prepared, summed: torch.Tensor | None, state: LowPrecisionState) -> LowpResult:
+    """Round the carrier's sum ``summed`` into ``prep.work`` (None: an ordered reduction
+    already left its result there), count, undo the shifts and average."""
+    work, r = prep.work, prep.rounder
+    counts = None  # the ordered sums round chunk by chunk: no per-layer counts
+    if summed is not None:
+        counts = r.round(summed, Stage.RESULT, out=work, tally=prep.tally)
+    stats = dict(prep.stats)
+    if prep.tel is not None:
+        stats["saturated"] = prep.tel.at_limit(work, counts, prep.tops)
     totals = None
-    if totals_only:
+    if state.telemetry and not state.layer_telemetry:
         at_limit = (
             sum(c.at_limit for c in counts) if counts is not None else _count_at_limit(work, r)
         )
-        totals = (sum(c.flushed for c in in_counts), sum(c.beyond for c in in_counts), at_limit)
-    finish(work, bounds, layout.multiply, state, world)
-    return work, plan, exchanged, stats, totals
+        totals = (
+            sum(c.flushed for c in prep.in_counts),
+            sum(c.beyond for c in prep.in_counts),
+            at_limit,
+        )
+    finish(work, prep.bounds, prep.layout.multiply, state, prep.world)
+    return LowpResult(work, prep.plan, prep.exchanged, stats, totals)
 
 
 def _count_at_limit(out: torch.Tensor, r: Rounder) -> int:

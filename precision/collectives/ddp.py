@@ -4,11 +4,15 @@ No ``from __future__ import annotations`` here: DDP's ``register_comm_hook`` che
 hook's annotations against ``dist.GradBucket`` and ``Future[Tensor]`` objects, not strings.
 """
 
+import threading
+
 import torch
 import torch.distributed as dist
 
-from precision.collectives.core import reduce_flat
-from precision.collectives.state import LowPrecisionState
+from precision.collectives.core import reduce_flat_async
+from precision.collectives.state import LowPrecisionState, ReduceReport
+
+_RECORD_LOCK = threading.Lock()
 
 
 def lowp_allreduce_hook(
@@ -31,12 +35,14 @@ def lowp_allreduce_hook(
        rounding, or a sum rounded after each addition in rank, ring or 2D-torus order).
     5. Undo the multiplied shifts and the loss scale (exact for powers of two) and divide by
        the world size: like DDP's default hook, the result is the AVERAGE gradient.
-    6. Record a :class:`ReduceReport` per bucket; when the last bucket of the step is done,
+    6. Record a :class:`ReduceReport` per bucket; when every bucket of the step is done,
        they become ``state.last_reports`` and ``state.step`` advances.
 
-    The work runs synchronously inside the hook (the returned future is already complete),
-    so communication does not overlap the rest of backward. With ``state.fmt`` None it is a
-    plain float32 all-reduce.
+    Steps 1-3 run in the hook; the carrier all-reduce of step 4 is started asynchronously
+    and steps 4 (the final rounding) to 6 run in the returned future's callback, so the sum
+    travels while backward computes the next buckets, as with DDP's default hook. Ordered
+    reductions and ``measure_error`` run synchronously (the future is already complete).
+    With ``state.fmt`` None it is a plain float32 all-reduce.
 
     Example::
 
@@ -50,7 +56,7 @@ def lowp_allreduce_hook(
         bucket: the DDP gradient bucket.
 
     Returns:
-        A completed future holding the averaged bucket, in the buffer's dtype.
+        A future of the averaged bucket, in the buffer's dtype.
 
     Raises:
         RuntimeError: the bucket's gradients do not tile its buffer.
@@ -63,12 +69,19 @@ def lowp_allreduce_hook(
             f"DDP bucket {bucket.index()}: gradients hold {sum(sizes)} elements but the "
             f"buffer holds {buf.numel()}; cannot split it into per-parameter segments"
         )
-    out, report = reduce_flat(buf, sizes, state, bucket=bucket.index())
-    state._pending.append(report)
+    index = bucket.index()
     if bucket.is_last():
-        state.last_reports = sorted(state._pending, key=lambda r: r.bucket)
-        state._pending = []
-        state.step += 1
-    fut: torch.futures.Future[torch.Tensor] = torch.futures.Future()
-    fut.set_result(out.to(buf.dtype).view_as(buf))
-    return fut
+        state._expected_buckets = index + 1
+
+    def record(fut: torch.futures.Future[tuple[torch.Tensor, ReduceReport]]) -> torch.Tensor:
+        out, report = fut.value()
+        with _RECORD_LOCK:  # callbacks of different buckets may run on different threads
+            state._pending.append(report)
+            if len(state._pending) == state._expected_buckets:
+                state.last_reports = sorted(state._pending, key=lambda r: r.bucket)
+                state._pending = []
+                state._expected_buckets = -1
+                state.step += 1
+        return out.to(buf.dtype).view_as(buf)
+
+    return reduce_flat_async(buf, sizes, state, bucket=index).then(record)

@@ -111,6 +111,7 @@ class LowPrecisionState:
     last_reports: list[ReduceReport] = field(default_factory=list, init=False, repr=False)
     _shift_cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
     _pending: list[ReduceReport] = field(default_factory=list, init=False, repr=False)
+    _expected_buckets: int = field(default=-1, init=False, repr=False)
     _torus: Any = field(default=None, init=False, repr=False)
     _wire: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
 

@@ -140,3 +140,48 @@ def test_nccl_cuda_path_matches_reference(reduction: str) -> None:
 def test_state_is_copyable_before_use() -> None:
     state = LowPrecisionState(fmt=E3M0)
     assert copy.deepcopy(state).fmt == E3M0
+
+
+def async_vs_sync(rank: int, world: int) -> list[Any]:
+    from precision.collectives import NonFinitePolicy
+    from precision.collectives.core import reduce_flat, reduce_flat_async
+
+    g = torch.Generator().manual_seed(rank)
+    sizes = [5, 3000, 70]
+    out = []
+    for kw in (
+        {"aps": True},
+        {"aps": False},
+        {"aps": True, "layer_telemetry": False},
+        {"aps": True, "rounding": "stochastic"},
+        {"fmt": None},
+        {"aps": True, "reduction": Reduction.RING},
+    ):
+        if kw.get("rounding"):
+            from precision import RoundingMode
+
+            kw = {**kw, "rounding": RoundingMode.STOCHASTIC}
+        flat = torch.randn(sum(sizes), generator=g) * 1e-3
+        state_kw = {"fmt": E3M0, **kw}
+        a, ra = reduce_flat(flat.clone(), sizes, LowPrecisionState(**state_kw))
+        fut = reduce_flat_async(flat.clone(), sizes, LowPrecisionState(**state_kw))
+        b, rb = fut.wait()
+        out.append((torch.equal(a, b), ra == rb))
+    bad = torch.ones(sum(sizes))
+    bad[7] = float("nan")
+    fut = reduce_flat_async(
+        bad, sizes, LowPrecisionState(fmt=E3M0, aps=False, nonfinite=NonFinitePolicy.RAISE)
+    )
+    try:
+        fut.wait()
+        out.append("no error")
+    except Exception as exc:  # the callback's error reaches whoever waits
+        out.append("Inf or NaN" in str(exc))
+    return out
+
+
+def test_async_reduction_gives_the_sync_bits_and_reports() -> None:
+    for rank_out in values(run_workers(async_vs_sync, 2)):
+        *cases, raised = rank_out
+        assert all(same_bits and same_report for same_bits, same_report in cases), cases
+        assert raised is True
