@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import boundary_values, random_values
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from precision_oracle import round_fixed, round_float
 
 from precision import FixedFormat, FloatFormat, RoundingMode, quantize
@@ -165,3 +167,42 @@ def test_overflow_every_policy(fmt: FloatFormat, mode: RoundingMode, backend: st
         RoundingMode.TOWARD_POSITIVE: finite & (x < 0),
     }.get(mode, np.zeros_like(finite))
     assert (np.abs(got[toward_finite]) == fmt.max_finite).all()
+
+
+@st.composite
+def random_formats(draw: st.DrawFn) -> FloatFormat:
+    """Formats as a researcher would try them: any e/m split, custom biases, subnormals or
+    not, every specials and overflow policy that fits together."""
+    e = draw(st.integers(2, 8))
+    m = draw(st.integers(0, 10))
+    ieee = (1 << (e - 1)) - 1
+    bias = draw(st.one_of(st.none(), st.integers(ieee - 3, ieee + 3)))
+    specials = draw(st.sampled_from(list(Specials)))
+    policy = draw(st.sampled_from([None, *Overflow]))
+    try:
+        return FloatFormat(
+            exponent_bits=e,
+            mantissa_bits=m,
+            bias=bias,
+            subnormals=draw(st.booleans()),
+            specials=specials,
+            overflow=policy,
+        )
+    except ValueError:
+        assume(False)
+        raise
+
+
+@settings(max_examples=300, deadline=None)
+@given(fmt=random_formats(), seed=st.integers(0, 2**32 - 1))
+def test_random_formats_against_the_oracle(fmt: FloatFormat, seed: int) -> None:
+    dtype = np.dtype(np.float32 if fmt.carrier == "float32" else np.float64)
+    x = np.concatenate(
+        [
+            random_values(48, fmt.emin_subnormal - 2, fmt.emax + 3, seed=seed % 2**31,
+                          dtype=dtype.type),
+            _beyond_max(fmt, dtype),
+        ]
+    )  # fmt: skip
+    for mode in DETERMINISTIC:
+        _check(x, quantize(x, fmt, mode), _oracle(x, fmt, mode))
