@@ -2,11 +2,14 @@
 
 :func:`parse_likwid` reads both output layouts of LIKWID 4 and 5: the ASCII tables printed
 to stdout (``Region X, Group 1: FLOPS_DP``, ``Region: X / Group: 1`` from likwid-mpirun,
-``Group 1: FLOPS_DP`` in wrapper mode) and the ``-O`` CSV (``TABLE,Region X,Group 1 Raw``).
+``Group 1: FLOPS_DP`` in wrapper mode) and the ``-O`` CSV (``TABLE,Region X,Group 1 Raw,...``
+in marker mode, ``TABLE,Group 1 Raw,FLOPS_DP,7`` in wrapper mode).
 Application output mixed into the text is skipped, ``-`` cells become None, ``inf`` stays
 ``inf``, and STAT tables (Sum/Min/Max/Avg over threads) are kept as their own kind.
 
-Python kernels get marker regions through ``pylikwid`` when it imports in the child.
+Python kernels get marker regions through ``pylikwid`` when it imports in the child. A pass
+whose output holds nothing for its group is a :class:`~hpcprof.errors.BackendError`, never
+a silent fall-back to the analytic model.
 """
 
 from __future__ import annotations
@@ -164,7 +167,7 @@ def parse_likwid(text: str) -> LikwidOutput:
     Text that is not part of a table (application output, warnings) is skipped.
     """
     builder = _Builder()
-    if re.search(r"^(TABLE,Region|STRUCT,Info)", text, re.M):
+    if re.search(r"^(TABLE,Region|TABLE,Group|STRUCT,Info)", text, re.M):
         _parse_csv(text, builder)
     else:
         _parse_ascii(text, builder)
@@ -211,6 +214,19 @@ def _parse_ascii(text: str, builder: _Builder) -> None:
             header, body, state = [], [], "idle"
 
 
+def _csv_table_title(cells: Sequence[str]) -> tuple[str, str]:
+    """(region, group) of a CSV ``TABLE`` line in either layout LIKWID writes.
+
+    Marker mode: ``TABLE,Region R,Group 1 Raw,FLOPS_DP,7``; wrapper mode (no regions):
+    ``TABLE,Group 1 Raw,FLOPS_DP,7``. The last number is the table's row count.
+    """
+    if len(cells) > 3 and cells[1].startswith("Region "):
+        return cells[1].removeprefix("Region ").strip(), cells[3]
+    if len(cells) > 2 and cells[1].startswith("Group "):
+        return "", cells[2]
+    return "", ""
+
+
 def _parse_csv(text: str, builder: _Builder) -> None:
     region, group = "", ""
     header: list[str] | None = None
@@ -233,9 +249,8 @@ def _parse_csv(text: str, builder: _Builder) -> None:
             continue
         if cells[0] in ("TABLE", "STRUCT"):
             flush()
-            if cells[0] == "TABLE" and len(cells) > 3:
-                region = cells[1].removeprefix("Region ").strip()
-                group = cells[3]
+            if cells[0] == "TABLE":
+                region, group = _csv_table_title(cells)
             continue
         if cells[0] in ("Region Info", "Event", "Metric"):
             flush()
@@ -319,6 +334,32 @@ def samples_from_likwid(
     return tuple(samples)
 
 
+_GROUP_METRICS = {
+    "FLOPS_DP": frozenset({Metric.FP64_FLOP, Metric.FP_FLOP}),
+    "FLOPS_SP": frozenset({Metric.FP32_FLOP, Metric.FP_FLOP}),
+    "MEM": frozenset({Metric.MEM_BYTES}),
+}
+
+
+def require_group_samples(group: str, samples: Sequence[Sample], out: LikwidOutput) -> None:
+    """Raise unless the samples read for ``group`` hold what that group measures.
+
+    A run whose counters parse to nothing must not pass as measured: the report would
+    silently fall back to the analytic model.
+
+    Raises:
+        BackendError: no FLOP sample for a FLOPS group, or no memory volume for MEM.
+    """
+    wanted = _GROUP_METRICS.get(group)
+    if wanted is None or any(s.metric in wanted for s in samples):
+        return
+    seen = sorted({t.group for t in out.tables}) or ["no tables"]
+    raise BackendError(
+        f"likwid-perfctr group {group}: no {'/'.join(sorted(m.value for m in wanted))} "
+        f"in its output (groups read: {', '.join(seen)})"
+    )
+
+
 class LikwidBackend(Backend):
     """likwid-perfctr, one pass per group."""
 
@@ -360,6 +401,8 @@ class LikwidBackend(Backend):
             raise BackendError(f"likwid-perfctr wrote no output file ({path.name})")
         out = parse_likwid(path.read_text(encoding="utf-8", errors="replace"))
         region = "hpcprof_kernel" if self._marker(job) else None
-        return samples_from_likwid(
+        samples = samples_from_likwid(
             out, region=region if region in out.regions() else None, backend=self.name
         )
+        require_group_samples(job.pass_name, samples, out)
+        return samples
