@@ -175,9 +175,23 @@ def time_ratio(
     return b.seconds / a.seconds
 
 
+def why_no_work(row: SummaryRow) -> str | None:
+    """Why a summary row has no :class:`Work` (a width or the bytes missing), or None."""
+    missing = []
+    if row.fp64_gflop is None or row.fp32_gflop is None or row.total_gflop is None:
+        missing.append(f"FLOPs per width unknown ({row.note or row.flop_source})")
+    if row.gbytes is None:
+        missing.append("no bytes (no byte model, and the backend measured none)")
+    return "; ".join(missing) if missing else None
+
+
 def work_of(row: SummaryRow) -> Work | None:
-    """The :class:`Work` of a summary row, or None when FLOPs or bytes are unknown."""
-    if row.gbytes is None or (row.fp64_gflop is None and row.fp32_gflop is None):
+    """The :class:`Work` of a summary row, or None when a width or the bytes are unknown.
+
+    A missing width is never taken as 0: with FP32 not counted, the FP64 count alone would
+    make every run look FP64-bound (see :func:`why_no_work` for the reason).
+    """
+    if why_no_work(row) is not None or row.gbytes is None:
         return None
     return Work(
         fp64_flop=(row.fp64_gflop or 0.0) * 1e9,
@@ -201,6 +215,26 @@ class CompareRow:
     ratio: float | None  # predicted time / predicted time on the first machine
     measured_gflops: float | None  # on the measuring host
     host_fraction: float | None  # measured / host roofline, when the host was measured
+    flop_source: str = "missing"  # provenance, as in SummaryRow
+    bytes_source: str = "missing"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Skipped:
+    """A summary row :func:`compare` could not place, and why."""
+
+    app: str
+    precision: str
+    reason: str
+
+
+def skipped(rows: Sequence[SummaryRow]) -> list[Skipped]:
+    """The rows :func:`compare` leaves out (no work model), each with its reason."""
+    out = []
+    for row in rows:
+        if (reason := why_no_work(row)) is not None:
+            out.append(Skipped(app=row.app, precision=row.precision, reason=reason))
+    return out
 
 
 def compare(
@@ -265,6 +299,8 @@ def compare(
                     ratio=ratio,
                     measured_gflops=row.gflops,
                     host_fraction=fraction,
+                    flop_source=row.flop_source,
+                    bytes_source=row.bytes_source,
                 )
             )
     return out

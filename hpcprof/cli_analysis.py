@@ -74,6 +74,7 @@ def compare(
     Writes compare.md (and roofline.png) into RUN_DIR and prints the markdown.
     """
     from hpcprof.analysis import compare as compare_rows
+    from hpcprof.analysis import skipped
     from hpcprof.report import summarize
     from hpcprof.roofline import compare_markdown, machines_markdown, plot_roofline
     from hpcprof.store import read_run, write_text
@@ -96,7 +97,7 @@ def compare(
     title = f"# hpcprof compare: run {config.get('run_id', run_dir.name)}"
     text = (
         f"{title} (backend {config.get('backend_used')})\n\n"
-        + compare_markdown(rows, chosen)
+        + compare_markdown(rows, chosen, skipped(summary))
         + "\n## Machines\n\n"
         + machines_markdown(chosen, kind)
     )

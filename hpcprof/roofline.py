@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hpcprof.analysis import MODEL, CompareRow, Width, ceiling
+from hpcprof.analysis import MODEL, CompareRow, Skipped, Width, ceiling
 from hpcprof.machines import Machine, MemoryKind, Peak
 from hpcprof.report import SummaryRow, _fmt
 
@@ -28,12 +28,20 @@ def machines_markdown(machines: Sequence[Machine], memory: MemoryKind | None = N
     return "\n".join(lines) + "\n"
 
 
-def compare_markdown(rows: Sequence[CompareRow], machines: Sequence[Machine]) -> str:
-    """One line per app and precision: intensity, then per machine the roof, bound and
-    predicted time ratio against the first machine; the model is stated below the table."""
+def compare_markdown(
+    rows: Sequence[CompareRow],
+    machines: Sequence[Machine],
+    skipped: Sequence[Skipped] = (),
+) -> str:
+    """One line per app and precision: where its FLOPs and bytes come from, intensity, then
+    per machine the roof, bound and predicted time ratio against the first machine; the
+    rows that could not be placed are listed with the reason, the model stated below."""
     names = [m.name for m in machines]
-    head = "| app | precision | FLOP/byte | measured GFLOP/s | host % of roof |"
-    sep = "|---|---|---|---|---|"
+    head = (
+        "| app | precision | FLOPs from | bytes from | FLOP/byte | measured GFLOP/s"
+        " | host % of roof |"
+    )
+    sep = "|---|---|---|---|---|---|---|"
     for n in names:
         head += f" {n} roof GFLOP/s | {n} bound |"
         sep += "---|---|"
@@ -47,7 +55,8 @@ def compare_markdown(rows: Sequence[CompareRow], machines: Sequence[Machine]) ->
     for (app, prec), per in keyed.items():
         first = next(iter(per.values()))
         line = (
-            f"| {app} | {prec} | {_fmt(first.intensity, '.3g')} | {_fmt(first.measured_gflops)}"
+            f"| {app} | {prec} | {first.flop_source} | {first.bytes_source}"
+            f" | {_fmt(first.intensity, '.3g')} | {_fmt(first.measured_gflops)}"
             f" | {_fmt(first.host_fraction, '.1%')} |"
         )
         for n in names:
@@ -56,6 +65,11 @@ def compare_markdown(rows: Sequence[CompareRow], machines: Sequence[Machine]) ->
             if n != names[0]:
                 line += f" {_fmt(r.ratio, '.3f')} |"
         lines.append(line)
+    if not keyed:
+        lines.append("| (no app could be placed) |" + " |" * (sep.count("|") - 2))
+    if skipped:
+        lines += ["", f"Not placed ({len(skipped)}):", ""]
+        lines += [f"- {s.app} {s.precision}: {s.reason}" for s in skipped]
     lines.append("")
     lines.append(f"Model: {MODEL}.")
     return "\n".join(lines) + "\n"
