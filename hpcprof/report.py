@@ -140,6 +140,8 @@ def summarize(frame: pd.DataFrame) -> list[SummaryRow]:
     """One row per (app, precision, size, preset); medians over successful repetitions."""
     rows = []
     keys = ["app", "precision", "size", "preset"]
+    if "process" in frame.columns:
+        frame = frame[frame["process"].isna()]  # per-process rows add up to the whole-run row
     grouped = frame.assign(
         size=frame["size"].astype("string"), preset=frame["preset"].astype("string")
     )
@@ -152,6 +154,9 @@ def summarize(frame: pd.DataFrame) -> list[SummaryRow]:
         nbytes, bytes_source = _bytes(ok)
         total = flops.total
         reasons = list(flops.reasons) + (["bytes missing"] if nbytes is None else [])
+        model = _median(ok, Metric.ANALYTIC_FLOP)
+        if flops.source.startswith("counted") and total == 0 and model:
+            reasons.append(f"counted 0 FLOPs where the model expects {model:.3g}")
         share_ok = total and flops.fp64 is not None and flops.source != MISSING
         rows.append(
             SummaryRow(

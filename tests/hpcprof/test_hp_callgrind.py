@@ -14,8 +14,11 @@ from hpcprof.backends.x86 import classify
 from hpcprof.build import find_compiler
 from hpcprof.config import RunConfig
 from hpcprof.host import collect_host
-from hpcprof.records import Metric, Precision, RunStatus
+from hpcprof.records import Metric, Precision, RunStatus, SampleStatus
+from hpcprof.report import summarize
 from hpcprof.runner import builtin_tasks, measure
+from hpcprof.store import to_frame
+from hpcprof.tasks import Task
 
 needs_valgrind = pytest.mark.skipif(
     shutil.which("valgrind") is None or shutil.which("objdump") is None or find_compiler() is None,
@@ -121,3 +124,69 @@ def test_packed_flops_are_lanes_times_fma_factor(
     lanes = reg[1] // (64 if suffix == "pd" else 32)
     assert got is not None and got[1] == lanes * (2 if fma else 1)
     assert got[0] is (Precision.FLOAT64 if suffix == "pd" else Precision.FLOAT32)
+
+
+def _gemm_task(tmp_path: Path, script: str | None, n: int, region: str = "hpcprof_kernel") -> Task:
+    """gemm-c (float64) started directly or through a shell ``script`` ("$@" = the program)."""
+    from hpcprof.build import build
+
+    binary = str(build("gemm.c", Precision.FLOAT64))
+    prefix: list[str] = []
+    if script is not None:
+        path = tmp_path / "launch.sh"
+        path.write_text(f"#!/bin/sh\n{script}\n", encoding="utf-8")
+        path.chmod(0o755)
+        prefix = [str(path)]
+    return Task(
+        app="gemm-c",
+        precision=Precision.FLOAT64,
+        size=n,
+        preset=None,
+        command=lambda: [*prefix, binary, str(n)],
+        region=region,
+    )
+
+
+@pytest.mark.valgrind
+@needs_valgrind
+def test_exec_wrapper_is_followed(tmp_path: Path) -> None:
+    n = 32
+    m = measure(_gemm_task(tmp_path, 'exec "$@"', n), CallgrindBackend(collect_host()), 0, None)
+    # before: the exec'd program wrote an empty profile -> "no instruction positions"
+    assert m.status is RunStatus.OK, m.stderr_tail
+    counted = m.value(Metric.FP64_FLOP)
+    assert counted is not None and abs(counted - 2.0 * n**3) / (2.0 * n**3) < 0.05
+
+
+@pytest.mark.valgrind
+@needs_valgrind
+def test_two_ranks_are_summed_and_kept_per_process(tmp_path: Path) -> None:
+    n = 32
+    task = _gemm_task(tmp_path, '"$@" &\n"$@" &\nwait', n)  # a launcher with two ranks
+    m = measure(task, CallgrindBackend(collect_host()), 0, None)
+    assert m.status is RunStatus.OK, m.stderr_tail
+    total = m.value(Metric.FP64_FLOP)
+    ranks = [s for s in m.samples if s.metric is Metric.FP64_FLOP and s.process is not None]
+    labels = [str(s.process).split() for s in ranks]
+    assert len({pid for pid, _ in labels}) == 2  # "<pid> <program>", one per rank
+    assert all(program.startswith("gemm-float64") for _, program in labels)
+    per = [s.value for s in ranks]
+    # before: only the launcher shell was profiled, 0 FLOPs with status ok
+    assert total is not None and total == sum(v for v in per if v is not None)
+    assert all(v is not None and abs(v - 2.0 * n**3) / (2.0 * n**3) < 0.05 for v in per)
+    frame = to_frame([m], "r")
+    assert frame["process"].notna().sum() == 4  # FP64 and FP32 per rank
+    (row,) = summarize(frame)
+    assert row.fp64_gflop == pytest.approx(total / 1e9)
+
+
+@pytest.mark.valgrind
+@needs_valgrind
+def test_region_that_never_ran_is_nothing_counted(tmp_path: Path) -> None:
+    task = _gemm_task(tmp_path, None, 16, region="no_such_function")
+    m = measure(task, CallgrindBackend(collect_host()), 0, None)
+    fp64 = next(s for s in m.samples if s.metric is Metric.FP64_FLOP)
+    # before: value 0.0, status ok
+    assert fp64.value is None and fp64.status is SampleStatus.NOTHING_COUNTED
+    (row,) = summarize(to_frame([m], "r"))
+    assert row.fp64_share is None and "nothing_counted" in row.note

@@ -123,3 +123,14 @@ def test_external_app_without_bytes_is_skipped_with_reason() -> None:
     assert row.bytes_source == "missing" and row.intensity is None
     (skip,) = skipped([row])
     assert "no bytes" in skip.reason
+
+
+def test_zero_count_where_the_model_expects_work_is_flagged() -> None:
+    row = _row(
+        Precision.FLOAT64,
+        _s(Metric.FP64_FLOP, 0.0, "callgrind"),
+        _s(Metric.FP32_FLOP, 0.0, "callgrind"),
+        _s(Metric.ANALYTIC_FLOP, 4e9, "analytic"),
+        _s(Metric.ANALYTIC_BYTES, 1e9, "analytic"),
+    )
+    assert row.fp64_gflop == 0.0 and "counted 0 FLOPs where the model expects 4e+09" in row.note
