@@ -98,6 +98,14 @@ def test_parse_callgrind_real_profile(tmp_path: Path) -> None:
         ("sqrtsd", "%xmm1,%xmm0", (Precision.FLOAT64, 1)),
         ("vrcp14ps", "%zmm1,%zmm2", (Precision.FLOAT32, 16)),
         ("addsubpd", "%xmm1,%xmm0", (Precision.FLOAT64, 2)),
+        # Intel FP_ARITH: DPP counts twice per element, like FMA
+        ("dppd", "$0x31,%xmm1,%xmm0", (Precision.FLOAT64, 4)),
+        ("dpps", "$0xff,%xmm1,%xmm0", (Precision.FLOAT32, 8)),
+        ("vdpps", "$0xff,%ymm1,%ymm2,%ymm3", (Precision.FLOAT32, 16)),
+        ("vdppd", "$0x31,%xmm1,%xmm2,%xmm3", (Precision.FLOAT64, 4)),
+        ("vdpbf16ps", "%zmm1,%zmm2,%zmm3", None),
+        ("vpdpbusd", "%zmm1,%zmm2,%zmm3", None),
+        ("fadd", "%st(1),%st", None),  # x87: not counted
         ("movsd", "(%rax),%xmm0", None),
         ("vpaddd", "%ymm1,%ymm2,%ymm3", None),
         ("vpminsd", "%ymm1,%ymm2,%ymm3", None),
@@ -190,3 +198,40 @@ def test_region_that_never_ran_is_nothing_counted(tmp_path: Path) -> None:
     assert fp64.value is None and fp64.status is SampleStatus.NOTHING_COUNTED
     (row,) = summarize(to_frame([m], "r"))
     assert row.fp64_share is None and "nothing_counted" in row.note
+
+
+DOT_PRODUCTS = r"""
+#include <stdlib.h>
+#include <stdio.h>
+#include <immintrin.h>
+__attribute__((noinline)) static double kernel(long n) {
+    __m128d a = _mm_set_pd(1.0, 2.0), b = _mm_set_pd(3.0, 4.0);
+    __m128 c = _mm_set_ps(1.0f, 2.0f, 3.0f, 4.0f), d = _mm_set_ps(5.0f, 6.0f, 7.0f, 8.0f);
+    for (long i = 0; i < n; i++) {
+        __asm__ volatile("dppd $0x31, %1, %0" : "+x"(a) : "x"(b));
+        __asm__ volatile("dpps $0xff, %1, %0" : "+x"(c) : "x"(d));
+    }
+    return _mm_cvtsd_f64(a) + _mm_cvtss_f32(c);
+}
+int main(int argc, char **argv) { printf("%g\n", kernel(atol(argv[1]))); return 0; }
+"""
+
+
+@pytest.mark.valgrind
+@needs_valgrind
+def test_dppd_dpps_count_like_intel_fp_arith(tmp_path: Path) -> None:
+    import subprocess
+
+    src, exe = tmp_path / "dot.c", tmp_path / "dot"
+    src.write_text(DOT_PRODUCTS, encoding="utf-8")
+    subprocess.run([str(find_compiler()), "-O1", "-msse4.1", "-o", str(exe), str(src)],
+                   check=True, capture_output=True)  # fmt: skip
+    n = 1000
+    task = Task(app="dot", precision=Precision.NATIVE, size=n, preset=None,
+                command=lambda: [str(exe), str(n)], region="kernel")  # fmt: skip
+    m = measure(task, CallgrindBackend(collect_host()), 0, None)
+    assert m.status is RunStatus.OK, m.stderr_tail
+    # dppd: 2 lanes x 2 (multiply, add); dpps: 4 lanes x 2; before: both 0.
+    # The one extra FP64 FLOP is the addsd of the return value.
+    assert m.value(Metric.FP64_FLOP) == 4 * n + 1
+    assert m.value(Metric.FP32_FLOP) == 8 * n
