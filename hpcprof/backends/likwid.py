@@ -381,11 +381,25 @@ class LikwidBackend(Backend):
             return ("FLOPS_DP", "MEM")  # FLOPS_SP counts the same combined events
         return GROUPS
 
+    def _cores(self, threads: int) -> tuple[int, ...]:
+        """The first ``threads`` allowed CPUs: likwid-perfctr ``-C`` pins one thread to each.
+
+        Raises:
+            BackendError: the app wants more CPUs than this process may use.
+        """
+        allowed = self.host.allowed_cpus
+        if threads > len(allowed):
+            raise BackendError(
+                f"likwid: the app runs {threads} threads but only {len(allowed)} CPUs are "
+                "allowed here; pin it with --cpus or lower omp_threads/mpi_ranks"
+            )
+        return allowed[:threads]
+
     def _marker(self, job: Job) -> bool:
         return job.python_kernel and importlib.util.find_spec("pylikwid") is not None
 
     def wrap(self, cmd: Sequence[str], job: Job) -> list[str]:
-        cpus = job.cpus or self.host.allowed_cpus[:1]
+        cpus = job.cpus or self._cores(job.threads)
         out = job.scratch / f"likwid-{job.pass_name}.csv"
         args = ["likwid-perfctr", "-C", ",".join(map(str, cpus)), "-g", job.pass_name]
         if self._marker(job):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,26 @@ def test_wrapper_csv_mem_volume(tmp_path: Path) -> None:
 def test_counters_that_parse_to_nothing_are_an_error(tmp_path: Path, group: str, name: str) -> None:
     with pytest.raises(BackendError, match=f"group {group}: no "):
         _collect(tmp_path, group, fixture_text(D + name))
+
+
+def test_likwid_pins_as_many_cores_as_the_app_has_threads(tmp_path: Path) -> None:
+    from hpcprof.apps.external import load_suite
+    from hpcprof.config import RunConfig
+    from hpcprof.tasks import suite_tasks
+
+    suite = load_suite(Path(__file__).resolve().parents[2] / "hpcprof/suites/ecp_proxies.toml")
+    tasks = {t.app: t for t in suite_tasks(suite, RunConfig())}
+    assert tasks["xsbench"].threads == 4 and tasks["hpcg"].threads == 2  # 2 ranks x 1
+    backend = LikwidBackend(_host(tuple(range(8))))
+    cmd = backend.wrap(["./XSBench"], Job(scratch=tmp_path, pass_name="FLOPS_DP", threads=4))
+    # before: -C 0 (the first allowed CPU) whatever the thread count
+    assert cmd[cmd.index("-C") + 1] == "0,1,2,3"
+    pinned = backend.wrap(["./a"], Job(scratch=tmp_path, pass_name="MEM", cpus=(5,), threads=4))
+    assert pinned[pinned.index("-C") + 1] == "5"  # an explicit --cpus wins
+    with pytest.raises(BackendError, match="runs 16 threads but only 8 CPUs"):
+        backend.wrap(["./a"], Job(scratch=tmp_path, pass_name="MEM", threads=16))
+    from hpcprof.records import RunStatus
+    from hpcprof.runner import measure
+
+    m = measure(replace(tasks["xsbench"], threads=16), backend, 0, None)
+    assert m.status is RunStatus.LAUNCH_ERROR and "16 threads" in m.stderr_tail
