@@ -179,7 +179,7 @@ def why_no_work(row: SummaryRow) -> str | None:
     """Why a summary row has no :class:`Work` (a width or the bytes missing), or None."""
     missing = []
     if row.fp64_gflop is None or row.fp32_gflop is None or row.total_gflop is None:
-        missing.append(f"FLOPs per width unknown ({row.note or row.flop_source})")
+        missing.append(f"FLOPs per width unknown ({row.flop_note or row.flop_source})")
     if row.gbytes is None:
         missing.append("no bytes (no byte model, and the backend measured none)")
     return "; ".join(missing) if missing else None

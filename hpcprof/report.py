@@ -52,6 +52,7 @@ class SummaryRow:
     fp16_gflop: float | None = None
     bytes_source: str = MISSING
     total_gflop: float | None = None  # all widths; None when any width is missing
+    flop_note: str = ""  # the part of ``note`` about FLOPs
 
 
 def _median(frame: pd.DataFrame, metric: Metric) -> float | None:
@@ -177,6 +178,7 @@ def summarize(frame: pd.DataFrame) -> list[SummaryRow]:
                 fp16_gflop=None if flops.fp16 is None else flops.fp16 / 1e9,
                 bytes_source=bytes_source,
                 total_gflop=None if total is None else total / 1e9,
+                flop_note="; ".join(flops.reasons),
             )
         )
     return rows

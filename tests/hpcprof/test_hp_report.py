@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from click.testing import CliRunner
+
 from hpcprof.analysis import compare, skipped, why_no_work, work_of
+from hpcprof.cli import main
+from hpcprof.host import collect_host
 from hpcprof.machine_data import MACHINES
 from hpcprof.records import Measurement, Metric, Precision, RunStatus, Sample, SampleStatus
 from hpcprof.report import SummaryRow, markdown, summarize
-from hpcprof.store import to_frame
+from hpcprof.store import to_frame, write_run
 
 
 def _row(precision: Precision, *samples: Sample, app: str = "app") -> SummaryRow:
@@ -134,3 +140,31 @@ def test_zero_count_where_the_model_expects_work_is_flagged() -> None:
         _s(Metric.ANALYTIC_BYTES, 1e9, "analytic"),
     )
     assert row.fp64_gflop == 0.0 and "counted 0 FLOPs where the model expects 4e+09" in row.note
+
+
+def test_compare_on_external_suite_run_says_what_it_skipped(tmp_path: Path) -> None:
+    def ext(app: str, backend: str, *samples: Sample) -> Measurement:
+        return Measurement(
+            app=app, precision=Precision.NATIVE, size=None, preset=None, repetition=0,
+            status=RunStatus.OK, backend=backend,
+            samples=(_s(Metric.WALL_S, 4.0, backend), _s(Metric.FOM, 9.0, "app"), *samples),
+        )  # fmt: skip
+
+    timed = ext("xsbench", "timer")
+    counted = ext(
+        "hpcg",
+        "likwid",
+        _s(Metric.FP64_FLOP, 8e9, "likwid"),
+        _s(Metric.FP32_FLOP, 0.0, "likwid"),
+        _s(Metric.MEM_BYTES, 32e9, "likwid"),  # measured: no byte model needed
+    )
+    run = write_run(tmp_path, "r1", [timed, counted], {"backend_used": "likwid"}, collect_host())
+    result = CliRunner().invoke(main, ["compare", str(run), "--no-png"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    hpcg = next(ln for ln in out.splitlines() if ln.startswith("| hpcg | native |"))
+    assert "| counted: likwid | counted: likwid | 0.25 |" in hpcg
+    # before: xsbench silently absent (and an empty table when no app had bytes)
+    assert "Not placed (1):" in out
+    skip = next(ln for ln in out.splitlines() if ln.startswith("- xsbench native:"))
+    assert "no bytes" in skip and "FLOPs per width unknown" in skip
