@@ -112,6 +112,11 @@ class AppInfo:
     device: Device = Device.CPU
 
     @property
+    def runs_on(self) -> str:
+        """What runs the kernel, for listings: ``numpy``, ``torch``, ``torch/cuda``, ``c``."""
+        return self.kind.value + ("" if self.device is Device.CPU else f"/{self.device.value}")
+
+    @property
     def default_run(self) -> bool:
         """Part of a run that names no apps (CUDA apps must be asked for)."""
         return self.device is Device.CPU
