@@ -44,7 +44,13 @@ class Bound(Enum):
 
 
 _VECTOR = {Width.FP64: Peak.FP64, Width.FP32: Peak.FP32, Width.FP16: Peak.FP16}
-_MATRIX = {Width.FP64: Peak.FP64_MATRIX, Width.FP32: Peak.TF32_MATRIX, Width.FP16: Peak.FP16_MATRIX}
+# Special units a width may use when asked for (``matrix=True``): tensor/matrix units, and
+# the instructions a code must be written for (Knights Mill 4FMAPS, AVX512_BF16 dot products).
+_SPECIAL = {
+    Width.FP64: (Peak.FP64_MATRIX,),
+    Width.FP32: (Peak.TF32_MATRIX, Peak.FP32_4FMAPS),
+    Width.FP16: (Peak.FP16_MATRIX, Peak.BF16_DOT),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +91,8 @@ def ceiling(machine: Machine, width: Width, *, matrix: bool = False) -> float | 
     Args:
         machine: the machine model.
         width: the width of the work.
-        matrix: also allow tensor/matrix units (the larger of the two peaks is used).
+        matrix: also allow tensor/matrix units and special instructions (Knights Mill
+            AVX512_4FMAPS, AVX512_BF16 dot products); the largest peak is used.
 
     Returns:
         GFLOP/s; FP16 falls back to the FP32 peak on machines without FP16 units.
@@ -94,8 +101,9 @@ def ceiling(machine: Machine, width: Width, *, matrix: bool = False) -> float | 
     if width is Width.FP16 and vector is None:
         vector = machine.peak(Peak.FP32)
     best = vector
-    if matrix and (m := machine.peak(_MATRIX[width])) is not None:
-        best = m if best is None else max(best, m)
+    for special in _SPECIAL[width] if matrix else ():
+        if (m := machine.peak(special)) is not None:
+            best = m if best is None else max(best, m)
     return best
 
 

@@ -43,9 +43,11 @@ def machines(machines_file: str | None) -> None:
 @click.option(
     "--machines",
     "names",
-    default="knl-7250,knm-7295",
+    default="knl-7210,knm-7295",
     show_default=True,
-    help="Comma-separated machine names; time ratios are relative to the first.",
+    help="Comma-separated machine names; time ratios are relative to the first. The default "
+    "KNL is the 7210 of the original KNL -> KNM study (MCDRAM at 6.4 GT/s: memory-bound "
+    "ratios differ from the 7250's).",
 )
 @_MACHINES_FILE
 @click.option(
@@ -55,7 +57,8 @@ def machines(machines_file: str | None) -> None:
     help="Memory to use where a machine has it (default: each machine's first listed).",
 )
 @click.option("--matrix/--no-matrix", default=False, show_default=True,
-              help="Let FLOPs use tensor/matrix-unit peaks.")  # fmt: skip
+              help="Let FLOPs use special-unit peaks: tensor/matrix units, Knights Mill "
+                   "AVX512_4FMAPS, AVX512_BF16 dot products.")  # fmt: skip
 @click.option("--measure-host", is_flag=True,
               help="Measure this host's ceilings (GEMM, triad) and add it as machine 'host'.")  # fmt: skip
 @click.option("--png/--no-png", default=True, show_default=True, help="Write roofline.png.")

@@ -10,19 +10,24 @@ from hpcprof.machines import Machine, MemoryKind, Peak
 from hpcprof.report import SummaryRow, _fmt
 
 
+_VECTOR_PEAKS = (Peak.FP64, Peak.FP32, Peak.FP16)
+
+
 def machines_markdown(machines: Sequence[Machine], memory: MemoryKind | None = None) -> str:
-    """Table of the machines' ceilings and sources."""
+    """Table of the machines' ceilings and sources; special units (tensor cores, Knights
+    Mill 4FMAPS, BF16 dot products: used only with ``--matrix``) in their own column."""
     lines = [
-        "| machine | cores | GHz | FP64 GFLOP/s | FP32 GFLOP/s | FP16 GFLOP/s | FP64 matrix"
-        " | memory | GB/s | source |",
+        "| machine | cores | GHz | FP64 GFLOP/s | FP32 GFLOP/s | FP16 GFLOP/s"
+        " | special units GFLOP/s (--matrix) | memory | GB/s | source |",
         "|" + "---|" * 10,
     ]
     for m in machines:
         mem = m.memory(memory if any(x.kind is memory for x in m.memories) else None)
+        special = ", ".join(f"{p.value} {_fmt(v)}" for p, v in m.peaks if p not in _VECTOR_PEAKS)
         lines.append(
             f"| {m.name} | {m.cores or 'n/a'} | {_fmt(m.clock_ghz)} | {_fmt(m.peak(Peak.FP64))}"
             f" | {_fmt(m.peak(Peak.FP32))} | {_fmt(m.peak(Peak.FP16))}"
-            f" | {_fmt(m.peak(Peak.FP64_MATRIX))} | {mem.kind.value} | {_fmt(mem.bandwidth_gbs)}"
+            f" | {special or '-'} | {mem.kind.value} | {_fmt(mem.bandwidth_gbs)}"
             f" | {m.source} |"
         )
     return "\n".join(lines) + "\n"

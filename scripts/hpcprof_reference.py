@@ -2,7 +2,8 @@
 
 Runs, on this machine: the built-in CPU suite under the timer backend (default sizes), the
 callgrind backend (small sizes, where valgrind is installed), ``hpcprof compare`` for
-Knights Landing 7250 -> Knights Mill 7295 (and the GPU models), and ``hpcprof bits-needed``.
+Knights Landing 7210 -> Knights Mill 7295 (and the KNL 7250 and GPU models), and
+``hpcprof bits-needed``.
 Keeps only markdown and PNGs (a few hundred KB); run directories go to a temporary folder.
 
 Usage: make reference   (or .venv/bin/python scripts/hpcprof_reference.py [--quick])
@@ -38,8 +39,9 @@ def main(quick: bool) -> None:
                     "--out", str(scratch), "-q").strip().splitlines()[-1])  # fmt: skip
     parts += [f"## Built-in suite, timer backend, {sizes} sizes\n", hp("report", str(timer)), ""]
     shutil.copy(timer / "fp64_share.png", OUT / "timer_fp64_share.png")
-    cmp_text = hp("compare", str(timer), "--machines", "knl-7250,knm-7295,a100,h100")
-    parts += ["## Knights Landing 7250 -> Knights Mill 7295 (and A100, H100) predictions\n",
+    cmp_text = hp("compare", str(timer), "--machines", "knl-7210,knm-7295,knl-7250,a100,h100")
+    parts += ["## Knights Landing 7210 -> Knights Mill 7295 (and KNL 7250, A100, H100) "
+              "predictions\n",
               cmp_text.split("\n", 2)[2], ""]  # fmt: skip
     shutil.copy(timer / "roofline.png", OUT / "roofline_knl_knm.png")
     if shutil.which("valgrind") and shutil.which("objdump"):
