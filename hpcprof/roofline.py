@@ -9,7 +9,6 @@ from hpcprof.analysis import MODEL, CompareRow, Skipped, Width, ceiling
 from hpcprof.machines import Machine, MemoryKind, Peak
 from hpcprof.report import SummaryRow, _fmt
 
-
 _VECTOR_PEAKS = (Peak.FP64, Peak.FP32, Peak.FP16)
 
 
