@@ -168,3 +168,32 @@ def test_compare_on_external_suite_run_says_what_it_skipped(tmp_path: Path) -> N
     assert "Not placed (1):" in out
     skip = next(ln for ln in out.splitlines() if ln.startswith("- xsbench native:"))
     assert "no bytes" in skip and "FLOPs per width unknown" in skip
+
+
+def test_roofline_axis_holds_every_point_and_legend_covers_none() -> None:
+    from hpcprof.roofline import roofline_figure
+
+    def placed(app: str, gflops: float, intensity: float, source: str) -> SummaryRow:
+        return SummaryRow(
+            app=app, precision="float64", size="1", status="ok", fp64_gflop=1.0,
+            fp32_gflop=0.0, fp64_share=1.0, gflops=gflops, gbytes=1.0, intensity=intensity,
+            check_error=None, flop_source=source, bytes_source="analytic",
+        )  # fmt: skip
+
+    rows = [
+        placed("gemm-train", 2e-4, 30.0, "analytic"),  # below the old 1e-3 floor
+        placed("md", 5.0, 1e3, "counted: callgrind"),  # far right, where the legend was
+        placed("triad", 1.0, 0.08, "analytic"),
+    ]
+    machines = [MACHINES["knl-7210"], MACHINES["knm-7295"]]
+    fig = roofline_figure(rows, compare(rows, machines), machines)
+    (ax,) = fig.axes
+    (ylo, yhi), (xlo, xhi) = ax.get_ylim(), ax.get_xlim()
+    for r in rows:
+        assert r.gflops is not None and r.intensity is not None
+        assert ylo < r.gflops < yhi and xlo < r.intensity < xhi
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert not legend.overlaps(ax.get_window_extent())  # drawn beside the plot
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "FLOPs counted" in labels and "FLOPs analytic" in labels
