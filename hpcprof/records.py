@@ -41,6 +41,11 @@ class Metric(Enum):
     FP32_FLOP = "fp32_flop"  # executed single-precision floating-point operations
     FP16_FLOP = "fp16_flop"  # executed half-precision operations (GPU counters)
     FP_FLOP = "fp_flop"  # all FP operations, where widths cannot be told apart
+    # The part of FP64/FP32/FP16_FLOP done on GPU tensor cores (DMMA; TF32; FP16/BF16 HMMA).
+    # NOT_SUPPORTED where the profiler has no such metric on this GPU.
+    FP64_TENSOR_FLOP = "fp64_tensor_flop"
+    FP32_TENSOR_FLOP = "fp32_tensor_flop"
+    FP16_TENSOR_FLOP = "fp16_tensor_flop"
     MEM_BYTES = "mem_bytes"  # bytes moved to/from main memory
     ANALYTIC_FLOP = "analytic_flop"  # FLOPs the algorithm needs (model, not a count)
     ANALYTIC_BYTES = "analytic_bytes"  # compulsory bytes the algorithm moves (model)

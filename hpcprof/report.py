@@ -137,6 +137,13 @@ def _bytes(ok: pd.DataFrame) -> tuple[float | None, str]:
     return None, MISSING
 
 
+_TENSOR_PARTS = (
+    (Metric.FP64_TENSOR_FLOP, "FP64"),
+    (Metric.FP32_TENSOR_FLOP, "FP32"),
+    (Metric.FP16_TENSOR_FLOP, "FP16"),
+)
+
+
 def summarize(frame: pd.DataFrame) -> list[SummaryRow]:
     """One row per (app, precision, size, preset); medians over successful repetitions."""
     rows = []
@@ -155,6 +162,9 @@ def summarize(frame: pd.DataFrame) -> list[SummaryRow]:
         nbytes, bytes_source = _bytes(ok)
         total = flops.total
         reasons = list(flops.reasons) + (["bytes missing"] if nbytes is None else [])
+        for part, label in _TENSOR_PARTS:
+            if (_samples(ok, part)["sample_status"] == SampleStatus.MISSING.value).any():
+                reasons.append(f"{label} tensor-core part not collected (may undercount)")
         model = _median(ok, Metric.ANALYTIC_FLOP)
         if flops.source.startswith("counted") and total == 0 and model:
             reasons.append(f"counted 0 FLOPs where the model expects {model:.3g}")
