@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hp_data import fixture_text
 
+from hpcprof.backends.base import Job
 from hpcprof.backends.ncu import (
     NcuBackend,
     parse_ncu,
@@ -16,7 +17,6 @@ from hpcprof.backends.ncu import (
     scale,
     totals,
 )
-from hpcprof.backends.base import Job
 from hpcprof.errors import ParseError
 from hpcprof.host import collect_host
 from hpcprof.records import Metric, SampleStatus
