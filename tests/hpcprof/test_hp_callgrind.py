@@ -235,3 +235,21 @@ def test_dppd_dpps_count_like_intel_fp_arith(tmp_path: Path) -> None:
     # The one extra FP64 FLOP is the addsd of the return value.
     assert m.value(Metric.FP64_FLOP) == 4 * n + 1
     assert m.value(Metric.FP32_FLOP) == 8 * n
+
+
+@pytest.mark.valgrind
+@needs_valgrind
+def test_python_kernel_counts_only_its_region() -> None:
+    from hpcprof.apps.stream import SWEEPS
+
+    n = 4000
+    config = RunConfig(apps=("triad",), precisions=(Precision.FLOAT32,), sizes=(("triad", n),))
+    (task,) = builtin_tasks(config)
+    m = measure(task, CallgrindBackend(collect_host()), 0, None)
+    assert m.status is RunStatus.OK, m.stderr_tail
+    # exactly the triad's 2 FLOPs per element per sweep; before: the interpreter, NumPy's
+    # set-up and the float64 self-check were counted too (a 26% FP64 share)
+    assert m.value(Metric.FP32_FLOP) == 2 * n * SWEEPS
+    assert m.value(Metric.FP64_FLOP) == 0.0
+    fp32 = next(s for s in m.samples if s.metric is Metric.FP32_FLOP)
+    assert fp32.region == "hpcprof_kernel"
