@@ -12,9 +12,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from hpcprof.records import Metric, SampleStatus
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ANALYTIC = "analytic"
 MISSING = "missing"
@@ -237,7 +242,18 @@ def _short(source: str) -> str:
 
 
 def plot_fp64_share(rows: list[SummaryRow], path: Path) -> None:
-    """Bar chart of FP64 share per app and precision (PNG, Agg backend, atomic write).
+    """Write :func:`fp64_share_figure` as a PNG (Agg backend, atomic write)."""
+    fig = fp64_share_figure(rows)
+    import matplotlib.pyplot as plt  # after the figure chose the Agg backend
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def fp64_share_figure(rows: list[SummaryRow]) -> Figure:
+    """Bar chart of FP64 share per app and precision.
 
     Each bar says where its FLOPs come from: solid bars are counted (the backend is named
     under the bar), hatched bars are the analytic model, grey stubs are missing.
@@ -266,7 +282,4 @@ def plot_fp64_share(rows: list[SummaryRow], path: Path) -> None:
     )
     ax.set_ylim(0, 105)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    return fig

@@ -92,9 +92,9 @@ def plot_roofline(
     memory: MemoryKind | None = None,
 ) -> None:
     """Write :func:`roofline_figure` as a PNG (atomic write, Agg backend)."""
-    import matplotlib.pyplot as plt
-
     fig = roofline_figure(summary, compared, machines, memory=memory)
+    import matplotlib.pyplot as plt  # after the figure chose the Agg backend
+
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)

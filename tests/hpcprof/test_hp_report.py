@@ -197,3 +197,24 @@ def test_roofline_axis_holds_every_point_and_legend_covers_none() -> None:
     assert not legend.overlaps(ax.get_window_extent())  # drawn beside the plot
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "FLOPs counted" in labels and "FLOPs analytic" in labels
+
+
+def test_fp64_share_plot_labels_every_bar_with_its_provenance() -> None:
+    from hpcprof.report import fp64_share_figure
+
+    rows = [
+        _row(Precision.FLOAT64, _s(Metric.FP64_FLOP, 3e9, "callgrind"),
+             _s(Metric.FP32_FLOP, 1e9, "callgrind"), app="md"),
+        _row(Precision.FLOAT32, _s(Metric.WALL_S, 1.0, "timer"),
+             _s(Metric.ANALYTIC_FLOP, 1e9, "analytic"), app="triad"),
+        _row(Precision.NATIVE, _s(Metric.WALL_S, 1.0, "timer"), app="hpcg"),
+    ]  # fmt: skip
+    (ax,) = fp64_share_figure(rows).axes
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == [
+        "md\nfloat64\n[counted:callgrind]",
+        "triad\nfloat32\n[analytic]",
+        "hpcg\nnative\n[missing]",
+    ]
+    hatches = [p.get_hatch() or "" for p in ax.patches]
+    assert hatches == ["", "//", ""]  # the analytic bar is hatched
