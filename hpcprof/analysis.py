@@ -44,7 +44,13 @@ class Bound(Enum):
 
 
 _VECTOR = {Width.FP64: Peak.FP64, Width.FP32: Peak.FP32, Width.FP16: Peak.FP16}
-_MATRIX = {Width.FP64: Peak.FP64_MATRIX, Width.FP32: Peak.TF32_MATRIX, Width.FP16: Peak.FP16_MATRIX}
+# Special units a width may use when asked for (``matrix=True``): tensor/matrix units, and
+# the instructions a code must be written for (Knights Mill 4FMAPS, AVX512_BF16 dot products).
+_SPECIAL = {
+    Width.FP64: (Peak.FP64_MATRIX,),
+    Width.FP32: (Peak.TF32_MATRIX, Peak.FP32_4FMAPS),
+    Width.FP16: (Peak.FP16_MATRIX, Peak.BF16_DOT),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +91,8 @@ def ceiling(machine: Machine, width: Width, *, matrix: bool = False) -> float | 
     Args:
         machine: the machine model.
         width: the width of the work.
-        matrix: also allow tensor/matrix units (the larger of the two peaks is used).
+        matrix: also allow tensor/matrix units and special instructions (Knights Mill
+            AVX512_4FMAPS, AVX512_BF16 dot products); the largest peak is used.
 
     Returns:
         GFLOP/s; FP16 falls back to the FP32 peak on machines without FP16 units.
@@ -94,8 +101,9 @@ def ceiling(machine: Machine, width: Width, *, matrix: bool = False) -> float | 
     if width is Width.FP16 and vector is None:
         vector = machine.peak(Peak.FP32)
     best = vector
-    if matrix and (m := machine.peak(_MATRIX[width])) is not None:
-        best = m if best is None else max(best, m)
+    for special in _SPECIAL[width] if matrix else ():
+        if (m := machine.peak(special)) is not None:
+            best = m if best is None else max(best, m)
     return best
 
 
@@ -175,9 +183,23 @@ def time_ratio(
     return b.seconds / a.seconds
 
 
+def why_no_work(row: SummaryRow) -> str | None:
+    """Why a summary row has no :class:`Work` (a width or the bytes missing), or None."""
+    missing = []
+    if row.fp64_gflop is None or row.fp32_gflop is None or row.total_gflop is None:
+        missing.append(f"FLOPs per width unknown ({row.flop_note or row.flop_source})")
+    if row.gbytes is None:
+        missing.append("no bytes (no byte model, and the backend measured none)")
+    return "; ".join(missing) if missing else None
+
+
 def work_of(row: SummaryRow) -> Work | None:
-    """The :class:`Work` of a summary row, or None when FLOPs or bytes are unknown."""
-    if row.gbytes is None or (row.fp64_gflop is None and row.fp32_gflop is None):
+    """The :class:`Work` of a summary row, or None when a width or the bytes are unknown.
+
+    A missing width is never taken as 0: with FP32 not counted, the FP64 count alone would
+    make every run look FP64-bound (see :func:`why_no_work` for the reason).
+    """
+    if why_no_work(row) is not None or row.gbytes is None:
         return None
     return Work(
         fp64_flop=(row.fp64_gflop or 0.0) * 1e9,
@@ -201,6 +223,26 @@ class CompareRow:
     ratio: float | None  # predicted time / predicted time on the first machine
     measured_gflops: float | None  # on the measuring host
     host_fraction: float | None  # measured / host roofline, when the host was measured
+    flop_source: str = "missing"  # provenance, as in SummaryRow
+    bytes_source: str = "missing"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Skipped:
+    """A summary row :func:`compare` could not place, and why."""
+
+    app: str
+    precision: str
+    reason: str
+
+
+def skipped(rows: Sequence[SummaryRow]) -> list[Skipped]:
+    """The rows :func:`compare` leaves out (no work model), each with its reason."""
+    out = []
+    for row in rows:
+        if (reason := why_no_work(row)) is not None:
+            out.append(Skipped(app=row.app, precision=row.precision, reason=reason))
+    return out
 
 
 def compare(
@@ -265,6 +307,8 @@ def compare(
                     ratio=ratio,
                     measured_gflops=row.gflops,
                     host_fraction=fraction,
+                    flop_source=row.flop_source,
+                    bytes_source=row.bytes_source,
                 )
             )
     return out

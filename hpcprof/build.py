@@ -140,3 +140,39 @@ def build(name: str, precision: Precision, toolchain: Toolchain | None = None) -
             raise BuildError(f"{name}: compile failed ({' '.join(cmd)}): {tail}")
         os.replace(tmp_bin, target)
     return target
+
+
+MARKER_SOURCE = "hp_marker.c"
+MARKER_FLAGS: tuple[str, ...] = ("-O0", "-shared", "-fPIC")
+
+
+def build_marker(compiler: str | None = None) -> Path:
+    """Path of the region-marker shared library (``hp_marker.c``), compiled if not cached.
+
+    Raises:
+        BuildError: no compiler, or the compile failed.
+    """
+    cc = compiler or default_toolchain().compiler
+    source = source_text(MARKER_SOURCE)
+    h = hashlib.sha256()
+    for part in (source, cc, compiler_version(cc), *MARKER_FLAGS):
+        h.update(part.encode())
+        h.update(b"\0")
+    out_dir = cache_dir()
+    target = out_dir / f"libhp_marker-{h.hexdigest()[:20]}.so"
+    if target.exists():
+        return target
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        src, lib = Path(tmp) / MARKER_SOURCE, Path(tmp) / "libhp_marker.so"
+        src.write_text(source, encoding="utf-8")
+        cmd = [cc, *MARKER_FLAGS, str(src), "-o", str(lib)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BuildError(f"{MARKER_SOURCE}: compiler did not run: {exc}") from exc
+        if proc.returncode != 0:
+            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+            raise BuildError(f"{MARKER_SOURCE}: compile failed ({' '.join(cmd)}): {tail}")
+        os.replace(lib, target)
+    return target

@@ -34,7 +34,7 @@ def list_apps() -> None:
     width = max(len(n) for n in APPS)
     for name, info in APPS.items():
         click.echo(
-            f"{name:<{width}}  {info.kind.value:<6} default={info.default_size:<9} "
+            f"{name:<{width}}  {info.runs_on:<10} default={info.default_size:<9} "
             f"small={info.small_size:<7} {info.summary}  [size: {info.size_doc}]"
         )
 

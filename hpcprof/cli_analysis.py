@@ -43,9 +43,11 @@ def machines(machines_file: str | None) -> None:
 @click.option(
     "--machines",
     "names",
-    default="knl-7250,knm-7295",
+    default="knl-7210,knm-7295",
     show_default=True,
-    help="Comma-separated machine names; time ratios are relative to the first.",
+    help="Comma-separated machine names; time ratios are relative to the first. The default "
+    "KNL is the 7210 of the original KNL -> KNM study (MCDRAM at 6.4 GT/s: memory-bound "
+    "ratios differ from the 7250's).",
 )
 @_MACHINES_FILE
 @click.option(
@@ -55,7 +57,8 @@ def machines(machines_file: str | None) -> None:
     help="Memory to use where a machine has it (default: each machine's first listed).",
 )
 @click.option("--matrix/--no-matrix", default=False, show_default=True,
-              help="Let FLOPs use tensor/matrix-unit peaks.")  # fmt: skip
+              help="Let FLOPs use special-unit peaks: tensor/matrix units, Knights Mill "
+                   "AVX512_4FMAPS, AVX512_BF16 dot products.")  # fmt: skip
 @click.option("--measure-host", is_flag=True,
               help="Measure this host's ceilings (GEMM, triad) and add it as machine 'host'.")  # fmt: skip
 @click.option("--png/--no-png", default=True, show_default=True, help="Write roofline.png.")
@@ -74,6 +77,7 @@ def compare(
     Writes compare.md (and roofline.png) into RUN_DIR and prints the markdown.
     """
     from hpcprof.analysis import compare as compare_rows
+    from hpcprof.analysis import skipped
     from hpcprof.report import summarize
     from hpcprof.roofline import compare_markdown, machines_markdown, plot_roofline
     from hpcprof.store import read_run, write_text
@@ -96,7 +100,7 @@ def compare(
     title = f"# hpcprof compare: run {config.get('run_id', run_dir.name)}"
     text = (
         f"{title} (backend {config.get('backend_used')})\n\n"
-        + compare_markdown(rows, chosen)
+        + compare_markdown(rows, chosen, skipped(summary))
         + "\n## Machines\n\n"
         + machines_markdown(chosen, kind)
     )

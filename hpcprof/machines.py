@@ -15,7 +15,10 @@ Machines file layout::
     clock_ghz = 3.0
     source = "vendor datasheet XYZ"
     peak_gflops = { fp64 = 768.0, fp32 = 1536.0 }
-    memory = [ { kind = "ddr", bandwidth_gbs = 89.6, capacity_gib = 64 } ]
+    memory = [ { kind = "ddr", bandwidth_gbs = 89.6, capacity_gb = 64 } ]
+
+``capacity_gb`` is in 1e9 bytes, as datasheets quote it (``capacity_gib``, 2**30 bytes, is
+also accepted and converted).
 """
 
 from __future__ import annotations
@@ -52,8 +55,11 @@ class Peak(Enum):
     FP64_MATRIX = "fp64_matrix"  # double-precision tensor cores
     FP32 = "fp32"  # vector single precision
     TF32_MATRIX = "tf32_matrix"  # tensor cores on float32 inputs rounded to TF32
-    FP16 = "fp16"  # vector half / bfloat16 arithmetic
+    FP16 = "fp16"  # vector half-precision arithmetic
     FP16_MATRIX = "fp16_matrix"  # FP16 / BF16 tensor cores (dense)
+    # Special-purpose units, used (like the matrix peaks) only when asked for:
+    FP32_4FMAPS = "fp32_4fmaps"  # Knights Mill AVX512_4FMAPS (chains of 4 FMAs) float32
+    BF16_DOT = "bf16_dot"  # AVX512_BF16 dot products (vdpbf16ps): bf16 in, float32 out
 
 
 class MemoryKind(Enum):
@@ -72,12 +78,12 @@ class Memory:
     Args:
         kind: technology.
         bandwidth_gbs: bandwidth, 1e9 bytes per second.
-        capacity_gib: capacity, or None when unknown.
+        capacity_gb: capacity in 1e9 bytes (the vendor's "GB"), or None when unknown.
     """
 
     kind: MemoryKind
     bandwidth_gbs: float
-    capacity_gib: float | None = None
+    capacity_gb: float | None = None
 
     def __post_init__(self) -> None:
         if not self.bandwidth_gbs > 0:
@@ -169,7 +175,8 @@ class MachineRegistry(Mapping[str, Machine]):
 
 
 _MACHINE_KEYS = ("name", "label", "kind", "cores", "clock_ghz", "source", "peak_gflops", "memory")
-_MEMORY_KEYS = ("kind", "bandwidth_gbs", "capacity_gib")
+_MEMORY_KEYS = ("kind", "bandwidth_gbs", "capacity_gb", "capacity_gib")
+_GIB_IN_GB = 2**30 / 1e9
 
 
 def load_machines(path: str | os.PathLike[str]) -> tuple[Machine, ...]:
@@ -214,6 +221,16 @@ def _enum(cls: type[Enum], value: object, path: Path, key: str) -> Any:
         return cls(value)
     except ValueError:
         raise MachineFileError(f"{path}: key '{key}'={value!r}: choose from {allowed}") from None
+
+
+def _capacity(mem: Mapping[str, Any], path: Path, where: str) -> float | None:
+    """Capacity in GB from ``capacity_gb`` or ``capacity_gib`` (converted); not both."""
+    if "capacity_gb" in mem and "capacity_gib" in mem:
+        raise MachineFileError(f"{path}: {where}: give capacity_gb or capacity_gib, not both")
+    if "capacity_gib" in mem:
+        gib = _number(mem["capacity_gib"], path, f"{where}.capacity_gib")
+        return None if gib is None else gib * _GIB_IN_GB
+    return _number(mem.get("capacity_gb"), path, f"{where}.capacity_gb", optional=True)
 
 
 def _parse_machine(raw: object, index: int, path: Path) -> Machine:
@@ -264,12 +281,7 @@ def _parse_machine(raw: object, index: int, path: Path) -> Machine:
                     mem.get("bandwidth_gbs"), path, f"{where}.memory[{j}].bandwidth_gbs"
                 )
                 or 0.0,
-                capacity_gib=_number(
-                    mem.get("capacity_gib"),
-                    path,
-                    f"{where}.memory[{j}].capacity_gib",
-                    optional=True,
-                ),
+                capacity_gb=_capacity(mem, path, f"{where}.memory[{j}]"),
             )
         )
     cores = raw.get("cores")

@@ -41,6 +41,11 @@ class Metric(Enum):
     FP32_FLOP = "fp32_flop"  # executed single-precision floating-point operations
     FP16_FLOP = "fp16_flop"  # executed half-precision operations (GPU counters)
     FP_FLOP = "fp_flop"  # all FP operations, where widths cannot be told apart
+    # The part of FP64/FP32/FP16_FLOP done on GPU tensor cores (DMMA; TF32; FP16/BF16 HMMA).
+    # NOT_SUPPORTED where the profiler has no such metric on this GPU.
+    FP64_TENSOR_FLOP = "fp64_tensor_flop"
+    FP32_TENSOR_FLOP = "fp32_tensor_flop"
+    FP16_TENSOR_FLOP = "fp16_tensor_flop"
     MEM_BYTES = "mem_bytes"  # bytes moved to/from main memory
     ANALYTIC_FLOP = "analytic_flop"  # FLOPs the algorithm needs (model, not a count)
     ANALYTIC_BYTES = "analytic_bytes"  # compulsory bytes the algorithm moves (model)
@@ -57,6 +62,7 @@ class SampleStatus(Enum):
     NOT_SUPPORTED = "not_supported"  # the event does not exist on this CPU/kernel
     NOT_COUNTED = "not_counted"  # the event exists but was never scheduled
     MISSING = "missing"  # the tool produced no value for it
+    NOTHING_COUNTED = "nothing_counted"  # the app ran, but the tool collected no instructions
 
 
 class RunStatus(Enum):
@@ -83,6 +89,9 @@ class Sample:
         unit: free-text unit for ``FOM`` samples; implied by the metric otherwise.
         region: marker region or measured function, when the tool reports one.
         coverage: fraction of the run the counter was active (perf multiplexing).
+        process: the one process (``"<pid> <program>"``) this value belongs to, for the
+            per-process rows of a run with several processes (MPI ranks, children); None
+            for the value of the whole run, which is the sum over its processes.
     """
 
     metric: Metric
@@ -92,6 +101,7 @@ class Sample:
     unit: str = ""
     region: str | None = None
     coverage: float | None = None
+    process: str | None = None
 
     def __post_init__(self) -> None:
         if self.status is SampleStatus.OK and self.value is None:
@@ -118,9 +128,9 @@ class Measurement:
     schema_version: int = SCHEMA_VERSION
 
     def value(self, metric: Metric) -> float | None:
-        """First OK value for ``metric``, or None."""
+        """First OK whole-run value for ``metric`` (per-process rows skipped), or None."""
         for s in self.samples:
-            if s.metric is metric and s.status is SampleStatus.OK:
+            if s.metric is metric and s.status is SampleStatus.OK and s.process is None:
                 return s.value
         return None
 

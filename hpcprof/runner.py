@@ -151,6 +151,7 @@ def measure(
                 region=task.region,
                 python_kernel=task.python_kernel,
                 cpus=cpus,
+                threads=task.threads,
             )
             try:
                 wrapped = backend.wrap(cmd, job)
@@ -161,7 +162,7 @@ def measure(
                     timeout_s=task.timeout_s,
                     cpus=cpus,
                 )
-            except OSError as exc:
+            except (OSError, HpcprofError) as exc:
                 return _record(task, backend.name, repetition, RunStatus.LAUNCH_ERROR, str(exc))
             first = first or res
             if res.stderr.strip():

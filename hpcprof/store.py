@@ -44,6 +44,7 @@ COLUMNS = (
     "sample_status",
     "region",
     "coverage",
+    "process",
     "stderr_tail",
     "node",
 )
@@ -77,6 +78,7 @@ def to_frame(measurements: Iterable[Measurement], run_id: str) -> pd.DataFrame:
                     "sample_status": s.status.value,
                     "region": s.region,
                     "coverage": s.coverage,
+                    "process": s.process,
                     "stderr_tail": m.stderr_tail,
                     "node": m.node,
                 }
@@ -86,6 +88,7 @@ def to_frame(measurements: Iterable[Measurement], run_id: str) -> pd.DataFrame:
     frame["size"] = frame["size"].astype("Int64")
     frame["returncode"] = frame["returncode"].astype("Int64")
     frame["coverage"] = frame["coverage"].astype("float64")
+    frame["process"] = frame["process"].astype("string")
     return frame
 
 
@@ -162,6 +165,8 @@ def read_run(directory: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         frame = pd.read_csv(csv, keep_default_na=True)
     else:
         raise StoreError(f"{directory}: no measurements.parquet or measurements.csv")
+    if "process" not in frame.columns:  # runs written before per-process rows existed
+        frame["process"] = pd.Series(pd.NA, index=frame.index, dtype="string")
     try:
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

@@ -37,6 +37,7 @@ class Task:
     tolerance: float | None = None
     fom_regex: str | None = None
     fom_unit: str = ""
+    threads: int = 1  # CPUs the app keeps busy (MPI ranks x OpenMP threads)
 
 
 def _size_for(info: AppInfo, config: RunConfig) -> int:
@@ -111,6 +112,7 @@ def suite_tasks(suite: Suite, config: RunConfig) -> list[Task]:
                     timeout_s=app.timeout_s or config.timeout_s,
                     fom_regex=app.fom_regex,
                     fom_unit=app.fom_unit,
+                    threads=app.mpi_ranks * (app.omp_threads or 1),
                 )
             )
     return tasks

@@ -28,6 +28,16 @@ def _marker() -> object | None:
     return pylikwid
 
 
+def _callgrind() -> object | None:
+    """The region-marker library when the callgrind backend passed its path."""
+    path = os.environ.get("HPCPROF_CALLGRIND_MARKER")
+    if not path:
+        return None
+    import ctypes
+
+    return ctypes.CDLL(path)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
         sys.stderr.write("usage: python -m hpcprof.apps NAME SIZE PRECISION\n")
@@ -38,7 +48,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"{name}: not a Python kernel\n")
         return 2
     marker = _marker()
-    region = Region(marker=marker)
+    region = Region(marker=marker, callgrind=_callgrind())
     try:
         error = info.kernel(int(size), Precision(prec), region)
     except DeviceUnavailable as exc:

@@ -41,22 +41,31 @@ class Device(Enum):
 
 
 class Region(AbstractContextManager["Region"]):
-    """Times the measured part of a Python kernel; opens a LIKWID marker region if asked.
+    """Times the measured part of a Python kernel; opens a LIKWID marker region if asked,
+    and marks the region for callgrind if asked.
 
     The runner sets ``HPCPROF_LIKWID_MARKER=1`` when the likwid backend runs in marker mode;
-    ``pylikwid`` is then imported lazily, here and not at import time.
+    ``pylikwid`` is then imported lazily, here and not at import time. Under the callgrind
+    backend, ``callgrind`` is the loaded ``hp_marker`` library (ctypes): its calls are the
+    innermost ones, so that only the kernel's own instructions are counted.
     """
 
-    def __init__(self, name: str = "hpcprof_kernel", marker: object | None = None) -> None:
+    def __init__(
+        self, name: str = "hpcprof_kernel", marker: object | None = None,
+        callgrind: object | None = None,
+    ) -> None:  # fmt: skip
         self.name = name
         self.seconds: float | None = None
         self._marker = marker
+        self._callgrind = callgrind
         self._t0 = 0.0
 
     def __enter__(self) -> Region:
         if self._marker is not None:
             self._marker.markerstartregion(self.name)  # type: ignore[attr-defined]
         self._t0 = time.perf_counter()
+        if self._callgrind is not None:
+            self._callgrind.hpcprof_enter()  # type: ignore[attr-defined]
         return self
 
     def __exit__(
@@ -65,6 +74,8 @@ class Region(AbstractContextManager["Region"]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._callgrind is not None:
+            self._callgrind.hpcprof_leave()  # type: ignore[attr-defined]
         self.seconds = time.perf_counter() - self._t0
         if self._marker is not None:
             self._marker.markerstopregion(self.name)  # type: ignore[attr-defined]
@@ -110,6 +121,11 @@ class AppInfo:
     c_args: Callable[[int], tuple[str, ...]] | None = None
     region: str | None = None
     device: Device = Device.CPU
+
+    @property
+    def runs_on(self) -> str:
+        """What runs the kernel, for listings: ``numpy``, ``torch``, ``torch/cuda``, ``c``."""
+        return self.kind.value + ("" if self.device is Device.CPU else f"/{self.device.value}")
 
     @property
     def default_run(self) -> bool:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hpcprof.apps import gemm, stream, training
-from hpcprof.apps.base import Device, Region, real_dtype
+from hpcprof.apps.base import AppKind, Device, Region, real_dtype
 from hpcprof.records import Precision
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ APPS = (
         gemm.APPS[0],
         name="gemm-cuda",
         summary="dense matrix multiply on a CUDA device (torch, CUDA events)",
+        kind=AppKind.TORCH,  # the CPU record it copies runs NumPy
         kernel=gemm_cuda_kernel,
         default_size=4096,
         device=Device.CUDA,
@@ -116,6 +117,7 @@ APPS = (
         stream.APPS[0],
         name="triad-cuda",
         summary="STREAM-like triad on a CUDA device (torch, CUDA events)",
+        kind=AppKind.TORCH,
         kernel=triad_cuda_kernel,
         default_size=64_000_000,
         device=Device.CUDA,

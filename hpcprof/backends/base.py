@@ -38,6 +38,8 @@ class Job:
         region: function holding the measured work (C apps), or None for the whole process.
         python_kernel: the command runs a built-in Python kernel (marker regions possible).
         cpus: CPUs the run is pinned to, or None.
+        threads: CPUs the app keeps busy (MPI ranks x OpenMP threads); a backend that
+            pins the app itself (likwid-perfctr ``-C``) pins it to this many.
     """
 
     scratch: Path
@@ -45,6 +47,7 @@ class Job:
     region: str | None = None
     python_kernel: bool = False
     cpus: tuple[int, ...] | None = None
+    threads: int = 1
 
 
 class Backend(ABC):

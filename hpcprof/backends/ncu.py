@@ -1,8 +1,14 @@
 """Nsight Compute (``ncu``): executed FP64/FP32/FP16 instructions and DRAM bytes per kernel.
 
 FLOPs per width are ``add + mul + 2 * fma`` of the ``sm__sass_thread_inst_executed_op_*``
-metrics (``d`` FP64, ``f`` FP32, ``h`` FP16), as in Nsight Compute's own roofline section;
-bytes are ``dram__bytes_read.sum + dram__bytes_write.sum``. Both parsers accept the
+metrics (``d`` FP64, ``f`` FP32, ``h`` FP16), as in Nsight Compute's own roofline section,
+plus the tensor-core operations of that width (``sm__ops_path_tensor_src_*``: DMMA for
+FP64, TF32 for FP32, FP16/BF16 HMMA for FP16; Nsight Compute counts an MMA of n MACs as
+2n ops, so these are FLOPs). The tensor metrics exist only on some GPUs and Nsight Compute
+versions (FP64 tensor cores: A100 and later), so the backend asks ``ncu --query-metrics``
+which ones this GPU has, requests only those, and records the tensor part of each width as
+its own sample (NOT_SUPPORTED where the metric is not available).
+Bytes are ``dram__bytes_read.sum + dram__bytes_write.sum``. Both parsers accept the
 ``--csv`` long table and the default text report (app output interleaved, thousands
 separators, units scaled to Kbyte/Mbyte/Gbyte, kernel names with commas), and the
 ``smsp__`` spelling of the same counters. Summed over all profiled kernels.
@@ -27,6 +33,21 @@ FLOP_METRICS = tuple(
 )
 BYTE_METRICS = ("dram__bytes_read.sum", "dram__bytes_write.sum")
 METRICS = (*FLOP_METRICS, *BYTE_METRICS)
+# Tensor-core ops per width (FLOPs); each metric's name says its source precision.
+TENSOR_METRICS: Mapping[Metric, tuple[str, ...]] = MappingProxyType({
+    Metric.FP64_TENSOR_FLOP: ("sm__ops_path_tensor_src_fp64.sum",),
+    Metric.FP32_TENSOR_FLOP: ("sm__ops_path_tensor_src_tf32_dst_fp32.sum",),
+    Metric.FP16_TENSOR_FLOP: (
+        "sm__ops_path_tensor_src_fp16_dst_fp16.sum",
+        "sm__ops_path_tensor_src_fp16_dst_fp32.sum",
+        "sm__ops_path_tensor_src_bf16_dst_fp32.sum",
+    ),
+})  # fmt: skip
+_TENSOR_OF = {
+    Metric.FP64_FLOP: Metric.FP64_TENSOR_FLOP,
+    Metric.FP32_FLOP: Metric.FP32_TENSOR_FLOP,
+    Metric.FP16_FLOP: Metric.FP16_TENSOR_FLOP,
+}
 
 # SI prefixes as Nsight Compute prints them ("Kbyte" is 1e3 bytes); binary ones for safety.
 _PREFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2.0**10, "Mi": 2.0**20,
@@ -133,21 +154,70 @@ def parse_ncu(text: str) -> tuple[KernelMetrics, ...]:
     return parse_ncu_text(text)
 
 
-def totals(kernels: Iterable[KernelMetrics], backend: str = "ncu") -> tuple[Sample, ...]:
-    """FP64/FP32/FP16 FLOPs and DRAM bytes summed over kernels.
+def parse_query_metrics(text: str) -> frozenset[str]:
+    """Base metric names (``sm__ops_path_tensor_src_fp64``) listed by ``ncu --query-metrics``.
 
-    A width whose three metrics appear in no kernel is MISSING (None), never 0.
+    Every line whose first word looks like a metric name (``unit__counter``) counts; the
+    device banner, column headings and descriptions are skipped.
+    """
+    names = set()
+    for line in text.splitlines():
+        word = line.split(maxsplit=1)[0] if line.strip() else ""
+        if re.fullmatch(r"[a-z0-9]+__[a-z0-9_]+", word):
+            names.add(word)
+    return frozenset(names)
+
+
+def totals(
+    kernels: Iterable[KernelMetrics],
+    backend: str = "ncu",
+    *,
+    tensor: frozenset[str] | None = None,
+) -> tuple[Sample, ...]:
+    """FP64/FP32/FP16 FLOPs (CUDA cores + tensor cores) and DRAM bytes summed over kernels.
+
+    Args:
+        kernels: parsed kernel metrics.
+        backend: name recorded on the samples.
+        tensor: the tensor metrics (full names) that were requested because this GPU has
+            them; None when that could not be queried (tensor parts are then taken from
+            whatever tensor metrics the report holds, and MISSING if none).
+
+    A width whose CUDA-core metrics appear in no kernel is MISSING (None), never 0.
     """
     kernels = tuple(kernels)
     samples = []
+    parts = {m: _tensor_part(kernels, m, names, tensor, backend)
+             for m, names in TENSOR_METRICS.items()}  # fmt: skip
     for w, metric in _WIDTHS.items():
         names = [f"sm__sass_thread_inst_executed_op_{w}{op}_pred_on.sum" for op in _OPS]
         seen = [k.values[n] * (2 if n.endswith("fma_pred_on.sum") else 1)
                 for k in kernels for n in names if n in k.values]  # fmt: skip
-        samples.append(_sample(metric, sum(seen) if seen else None, backend))
+        on_tensor = parts[_TENSOR_OF[metric]].value or 0.0
+        samples.append(_sample(metric, sum(seen) + on_tensor if seen else None, backend))
+    samples.extend(parts.values())
     nbytes = [k.values[n] for k in kernels for n in BYTE_METRICS if n in k.values]
     samples.append(_sample(Metric.MEM_BYTES, sum(nbytes) if nbytes else None, backend))
     return tuple(samples)
+
+
+def _tensor_part(
+    kernels: Sequence[KernelMetrics],
+    metric: Metric,
+    names: Sequence[str],
+    requested: frozenset[str] | None,
+    backend: str,
+) -> Sample:
+    """Tensor-core FLOPs of one width; NOT_SUPPORTED when this GPU has none of its metrics."""
+    wanted = [n for n in names if requested is None or n in requested]
+    if requested is not None and not wanted:
+        return Sample(metric=metric, value=None, backend=backend,
+                      status=SampleStatus.NOT_SUPPORTED, unit="FLOP")  # fmt: skip
+    seen = [k.values[n] for k in kernels for n in wanted if n in k.values]
+    if not seen:
+        return Sample(metric=metric, value=None, backend=backend,
+                      status=SampleStatus.MISSING, unit="FLOP")  # fmt: skip
+    return Sample(metric=metric, value=sum(seen), backend=backend, unit="FLOP")
 
 
 def _sample(metric: Metric, value: float | None, backend: str) -> Sample:
@@ -172,14 +242,29 @@ class NcuBackend(Backend):
         version = probe[1].strip().splitlines()[-1] if probe[1].strip() else "ncu"
         return Availability(ok=True, detail=f"{version}; counter access checked per run")
 
+    def tensor_metrics(self) -> frozenset[str] | None:
+        """The tensor metrics this GPU's ncu offers (full names), or None if not known.
+
+        Asks ``ncu --query-metrics`` once per backend object (not at construction).
+        """
+        if not hasattr(self, "_tensor"):
+            probe = tool_output(["ncu", "--query-metrics"], timeout=120.0)
+            listed = parse_query_metrics(probe[1]) if probe is not None and probe[0] == 0 else None
+            every = [n for names in TENSOR_METRICS.values() for n in names]
+            self._tensor: frozenset[str] | None = (
+                None if not listed else frozenset(n for n in every if n.rsplit(".", 1)[0] in listed)
+            )
+        return self._tensor
+
     def wrap(self, cmd: Sequence[str], job: Job) -> list[str]:
+        tensor = self.tensor_metrics() or frozenset()
         return [
             "ncu",
             "--csv",
             "--target-processes",
             "all",
             "--metrics",
-            ",".join(METRICS),
+            ",".join([*METRICS, *sorted(tensor)]),
             "--log-file",
             str(job.scratch / "ncu.csv"),
             *cmd,
@@ -195,4 +280,4 @@ class NcuBackend(Backend):
             )
         if not text.strip():
             raise BackendError("ncu wrote no report (did the app launch any CUDA kernel?)")
-        return totals(parse_ncu(text), self.name)
+        return totals(parse_ncu(text), self.name, tensor=self.tensor_metrics())

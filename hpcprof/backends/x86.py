@@ -1,8 +1,10 @@
 """Classify x86-64 instructions (AT&T syntax, as ``objdump -d`` prints them) by FP work.
 
 Counted, following the instruction list of Intel's ``FP_ARITH_INST_RETIRED`` events:
-ADD, SUB, MUL, DIV, MIN, MAX, SQRT, RCP, RSQRT, HADD/HSUB/ADDSUB and the FMA family
-(2 FLOPs per element), in SSE, AVX and AVX-512 encodings. Scalar ``ss``/``sd`` forms are one
+ADD, SUB, MUL, DIV, MIN, MAX, SQRT, RCP, RSQRT, HADD/HSUB/ADDSUB, and with 2 FLOPs per
+element the FMA family and the dot products DPPS/DPPD (Intel: "counts twice for DPP and
+FM(N)ADD/SUB"), in SSE, AVX and AVX-512 encodings. The DPP immediate mask is not read: like
+the hardware event, all elements of the register count. Scalar ``ss``/``sd`` forms are one
 element; packed ``ps``/``pd`` forms count the elements of the widest register named
 (xmm 128, ymm 256, zmm 512 bits). Masked AVX-512 forms count the full width (the mask
 is not known statically). Not counted: x87 (``fadd``...), compares, conversions, half
@@ -21,10 +23,11 @@ from hpcprof.records import Precision
 
 _ARITH = r"(?:add|sub|mul|div|min|max|sqrt|rcp|rsqrt|rcp14|rsqrt14|hadd|hsub|addsub)"
 _FMA = r"(?:f(?:n?m(?:add|sub)|maddsub|msubadd)(?:132|213|231)?)"
+_DOT = r"(?:dp)"  # dpps/dppd/vdpps/vdppd: multiply, then add, per element
 _PREFIXES = r"(?:(?:data16|addr32|rex(?:\.\w+)?|lock|notrack|bnd|\{\w+\})\s+)*"
 FP_LINE = re.compile(
     rf"^\s*(?P<addr>[0-9a-f]+):\s+{_PREFIXES}"
-    rf"(?P<mn>v?(?P<op>{_FMA}|{_ARITH})(?P<suf>ss|sd|ps|pd))(?:\s+(?P<ops>[^\n]*))?$",
+    rf"(?P<mn>v?(?P<op>{_FMA}|{_DOT}|{_ARITH})(?P<suf>ss|sd|ps|pd))(?:\s+(?P<ops>[^\n]*))?$",
     re.M,
 )
 _WIDTH = (("zmm", 512), ("ymm", 256), ("xmm", 128))
@@ -49,7 +52,7 @@ def _flops(op: str, suffix: str, operands: str) -> tuple[Precision, int]:
     else:
         bits = next((w for reg, w in _WIDTH if f"%{reg}" in operands), 128)
         elements = bits // (64 if precision is Precision.FLOAT64 else 32)
-    per = 2 if op.startswith("f") else 1
+    per = 2 if op.startswith("f") or op == "dp" else 1
     return precision, elements * per
 
 

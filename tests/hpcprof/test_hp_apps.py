@@ -69,3 +69,36 @@ def test_analytic_models_positive_and_monotone(name: str, size: int) -> None:
 def test_protocol_ignores_app_output() -> None:
     text = "hello\nhpcprof: check_error=1.5e-07 kernel_s=2.0e-03 junk\nresult=3\n"
     assert parse_protocol(text) == {"check_error": 1.5e-07, "kernel_s": 2.0e-03}
+
+
+class _CountingRegion(Region):
+    """A Region that notes how many op calls happened before the timing started."""
+
+    def __init__(self, calls: list[int]) -> None:
+        super().__init__()
+        self.calls = calls
+        self.calls_before_timing: int | None = None
+
+    def __enter__(self) -> Region:
+        self.calls_before_timing = len(self.calls)
+        return super().__enter__()
+
+
+def test_cpu_training_kernel_is_warmed_up_before_timing() -> None:
+    import torch
+
+    from hpcprof.apps.training import _forward_backward
+
+    calls: list[int] = []
+
+    def op(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return x @ w
+
+    region = _CountingRegion(calls)
+    x, w, g = (torch.eye(4, dtype=torch.float64) for _ in range(3))
+    error = _forward_backward(op, x, w, g, Precision.FLOAT32, region, "cpu")
+    # before: the first (cold) call was the timed one on a CPU
+    assert region.calls_before_timing == 1
+    assert len(calls) == 3  # warm-up, timed, float64 reference
+    assert error == 0.0  # identity operands are exact in float32

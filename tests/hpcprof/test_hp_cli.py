@@ -15,6 +15,10 @@ def test_list_names_every_app() -> None:
     assert result.exit_code == 0
     for name in APPS:
         assert name in result.output
+    kinds = {ln.split()[0]: ln.split()[1] for ln in result.output.strip().splitlines()}
+    # before: gemm-cuda and triad-cuda were listed as numpy
+    assert kinds["gemm-cuda"] == "torch/cuda" and kinds["triad-cuda"] == "torch/cuda"
+    assert kinds["gemm"] == "numpy" and kinds["gemm-c"] == "c"
 
 
 def test_backends_reports_each_with_reason() -> None:

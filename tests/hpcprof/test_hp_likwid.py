@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hp_data import fixture_text
 
-from hpcprof.backends.likwid import TableKind, parse_likwid, samples_from_likwid
-from hpcprof.records import Metric, SampleStatus
+from hpcprof.backends.base import Job
+from hpcprof.backends.likwid import LikwidBackend, TableKind, parse_likwid, samples_from_likwid
+from hpcprof.errors import BackendError
+from hpcprof.records import HostInfo, Metric, Sample, SampleStatus
 
 D = "likwid-perfctr/"
 
@@ -151,3 +155,93 @@ def test_header_only_and_gpu_regions() -> None:
     )
     assert len(gpu.regions()) >= 1
     assert any("GPU 0" in t.columns for t in gpu.tables)
+
+
+def _host(cpus: tuple[int, ...] = (0, 1, 2, 3)) -> HostInfo:
+    return HostInfo(
+        hostname="node",
+        cpu_model="Intel(R) Xeon(R) Gold 6246 CPU @ 3.30GHz",
+        cpu_vendor="GenuineIntel",
+        cpu_family=6,
+        cpu_model_number=85,
+        logical_cpus=len(cpus),
+        allowed_cpus=cpus,
+        kernel="6.1",
+        python="3.12",
+    )
+
+
+def _collect(tmp_path: Path, group: str, text: str) -> tuple[Sample, ...]:
+    (tmp_path / f"likwid-{group}.csv").write_text(text, encoding="utf-8")
+    job = Job(scratch=tmp_path, pass_name=group)
+    return LikwidBackend(_host()).collect(job, "", "")
+
+
+def test_wrapper_csv_flops_dp_through_the_backend(tmp_path: Path) -> None:
+    # the layout `likwid-perfctr -O` writes without -m: TABLE,Group 1 Raw,FLOPS_DP,7
+    text = fixture_text(D + "cascadelake_gold6246_flops_dp_wrapper_csv_likwid5_rendered.txt")
+    out = parse_likwid(text)
+    assert out.regions() == ("",)
+    assert {t.group for t in out.tables} == {"FLOPS_DP"}
+    assert out.metric("", "DP [MFLOP/s]") == 342.8031
+    samples = {s.metric: s for s in _collect(tmp_path, "FLOPS_DP", text)}
+    assert samples[Metric.FP64_FLOP].value == 26624000 * 8 + 1572
+
+
+def test_wrapper_csv_three_threads_sums_threads_not_stat(tmp_path: Path) -> None:
+    text = fixture_text(
+        D + "cascadelake_gold6246_flops_sp_wrapper_csv_likwid5_3threads_STAT_rendered.txt"
+    )
+    out = parse_likwid(text)
+    kinds = [t.kind for t in out.tables]
+    assert kinds == [
+        TableKind.EVENTS,
+        TableKind.EVENTS_STAT,
+        TableKind.METRICS,
+        TableKind.METRICS_STAT,
+    ]
+    samples = {s.metric: s for s in _collect(tmp_path, "FLOPS_SP", text)}
+    # three threads x 25e6 256-bit packed single (8 lanes); the STAT Sum row is not added again
+    assert samples[Metric.FP32_FLOP].value == 3 * 25_000_000 * 8
+
+
+def test_wrapper_csv_mem_volume(tmp_path: Path) -> None:
+    text = fixture_text(D + "haswellep_e5-2697v3_mem_wrapper_csv_likwid4_rendered.txt")
+    samples = {s.metric: s for s in _collect(tmp_path, "MEM", text)}
+    assert samples[Metric.MEM_BYTES].value == pytest.approx(1.024e-05 * 1e9)
+
+
+@pytest.mark.parametrize(
+    ("group", "name"),
+    [
+        ("FLOPS_DP", "skylake_i7-6500u_marker_mode_no_regions_header_only.txt"),
+        # a MEM pass whose file holds a FLOPS table: nothing for MEM in it
+        ("MEM", "cascadelake_gold6246_flops_dp_wrapper_csv_likwid5_rendered.txt"),
+    ],
+)
+def test_counters_that_parse_to_nothing_are_an_error(tmp_path: Path, group: str, name: str) -> None:
+    with pytest.raises(BackendError, match=f"group {group}: no "):
+        _collect(tmp_path, group, fixture_text(D + name))
+
+
+def test_likwid_pins_as_many_cores_as_the_app_has_threads(tmp_path: Path) -> None:
+    from hpcprof.apps.external import load_suite
+    from hpcprof.config import RunConfig
+    from hpcprof.tasks import suite_tasks
+
+    suite = load_suite(Path(__file__).resolve().parents[2] / "hpcprof/suites/ecp_proxies.toml")
+    tasks = {t.app: t for t in suite_tasks(suite, RunConfig())}
+    assert tasks["xsbench"].threads == 4 and tasks["hpcg"].threads == 2  # 2 ranks x 1
+    backend = LikwidBackend(_host(tuple(range(8))))
+    cmd = backend.wrap(["./XSBench"], Job(scratch=tmp_path, pass_name="FLOPS_DP", threads=4))
+    # before: -C 0 (the first allowed CPU) whatever the thread count
+    assert cmd[cmd.index("-C") + 1] == "0,1,2,3"
+    pinned = backend.wrap(["./a"], Job(scratch=tmp_path, pass_name="MEM", cpus=(5,), threads=4))
+    assert pinned[pinned.index("-C") + 1] == "5"  # an explicit --cpus wins
+    with pytest.raises(BackendError, match="runs 16 threads but only 8 CPUs"):
+        backend.wrap(["./a"], Job(scratch=tmp_path, pass_name="MEM", threads=16))
+    from hpcprof.records import RunStatus
+    from hpcprof.runner import measure
+
+    m = measure(replace(tasks["xsbench"], threads=16), backend, 0, None)
+    assert m.status is RunStatus.LAUNCH_ERROR and "16 threads" in m.stderr_tail

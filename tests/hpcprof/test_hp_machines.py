@@ -41,15 +41,22 @@ def test_builtin_machines_have_sources_and_required_entries() -> None:
         m = MACHINES[gpu]
         assert m.kind is MachineKind.GPU and m.memory().kind is MemoryKind.HBM
         for p in Peak:
-            assert m.peak(p) is not None, (gpu, p)
+            special = p in (Peak.FP32_4FMAPS, Peak.BF16_DOT)
+            assert (m.peak(p) is None) is special, (gpu, p)
     with pytest.raises(UnknownNameError, match="knl-7250"):
         MACHINES["knl-9999"]
 
 
 def test_knm_derivation_from_flop_per_cycle() -> None:
-    # 72 cores x 1.5 GHz x 16 FP64 / 128 FP32 FLOP per cycle; KNL 68 x 1.4 x 32 / 64.
+    # 72 cores x 1.5 GHz x 16 FP64 / 64 FP32 (plain FMA) / 128 FP32 (4FMAPS) FLOP per
+    # cycle; KNL 68 x 1.4 x 32 / 64.
     assert KNM.peak(Peak.FP64) == pytest.approx(1728.0)
-    assert KNM.peak(Peak.FP32) == pytest.approx(13824.0)
+    # before: 13824 (the 4FMAPS figure) was the FP32 peak of every code
+    assert KNM.peak(Peak.FP32) == pytest.approx(6912.0)
+    assert KNM.peak(Peak.FP32_4FMAPS) == pytest.approx(13824.0)
+    assert ceiling(KNM, Width.FP32) == pytest.approx(6912.0)
+    assert ceiling(KNM, Width.FP32, matrix=True) == pytest.approx(13824.0)
+    assert "4FMAPS" in KNM.source
     assert KNL.peak(Peak.FP64) == pytest.approx(3046.4)
     fp64_ratio = KNL.peak(Peak.FP64) / KNM.peak(Peak.FP64)  # type: ignore[operator]
     assert 1.7 < fp64_ratio < 1.8
@@ -92,7 +99,37 @@ def test_knl_to_knm_stream_is_one_and_gemm_is_fp64_peak_ratio() -> None:
     expected = KNL.peak(Peak.FP64) / KNM.peak(Peak.FP64)  # type: ignore[operator]
     assert time_ratio(gemm, KNL, KNM) == pytest.approx(expected)
     gemm32 = _work("gemm", APPS["gemm"].default_size, 4)
-    assert time_ratio(gemm32, KNL, KNM) == pytest.approx(6092.8 / 13824.0)  # FP32: KNM faster
+    assert time_ratio(gemm32, KNL, KNM) == pytest.approx(6092.8 / 6912.0)  # plain FMA
+    assert time_ratio(gemm32, KNL, KNM, matrix=True) == pytest.approx(6092.8 / 13824.0)
+
+
+def test_knl_7210_is_the_default_and_changes_memory_bound_ratios() -> None:
+    knl7210 = MACHINES["knl-7210"]
+    stream = _work("triad", APPS["triad"].default_size, 8)
+    # MCDRAM 400 GB/s (6.4 GT/s) on the 7210 against 450 on the KNM 7295
+    assert time_ratio(stream, knl7210, KNM) == pytest.approx(400.0 / 450.0)
+    compare = next(p for p in main.commands["compare"].params if p.name == "names")
+    assert compare.default == "knl-7210,knm-7295"
+
+
+def test_zen4_has_a_bf16_dot_peak_not_an_fp16_one() -> None:
+    zen4 = MACHINES["zen4-9654"]
+    assert zen4.peak(Peak.FP16) is None  # before: the BF16 dot-product rate, named FP16
+    assert zen4.peak(Peak.BF16_DOT) == pytest.approx(96 * 2.4 * 64)
+    assert ceiling(zen4, Width.FP16) == zen4.peak(Peak.FP32)
+    assert ceiling(zen4, Width.FP16, matrix=True) == zen4.peak(Peak.BF16_DOT)
+
+
+def test_capacities_are_gb_and_gib_files_are_converted(tmp_path: Path) -> None:
+    assert MACHINES["h200"].memory().capacity_gb == 141  # the datasheet's "141GB"
+    path = tmp_path / "m.toml"
+    path.write_text(
+        '[[machine]]\nname = "box"\nmemory = [ { kind = "ddr", bandwidth_gbs = 51.2, '
+        "capacity_gib = 64 } ]\n",
+        encoding="utf-8",
+    )
+    (box,) = load_machines(path)
+    assert box.memory().capacity_gb == pytest.approx(64 * 2**30 / 1e9)
 
 
 def test_matrix_units_only_when_asked() -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hp_data import fixture_text
 
+from hpcprof.backends.base import Job
 from hpcprof.backends.ncu import (
     NcuBackend,
     parse_ncu,
     parse_ncu_csv,
     parse_ncu_text,
+    parse_query_metrics,
     scale,
     totals,
 )
@@ -108,3 +112,71 @@ def test_backend_says_why_when_unavailable() -> None:
     assert avail.detail  # a version, or the reason it cannot run
     if not avail.ok:
         assert "ncu" in avail.detail or "GPU" in avail.detail
+
+
+def _with_rows(text: str, kernel_id: str, rows: dict[str, str]) -> str:
+    """The captured CSV with more metric rows for one kernel, each a copy of that kernel's
+    captured row with only the metric name, unit and value changed (same quoting, same
+    columns), as ncu writes one row per kernel and metric."""
+    lines = text.splitlines()
+    row = next(ln for ln in lines if ln.startswith(f'"{kernel_id}",'))
+    tail = '"sm__sass_thread_inst_executed_op_ffma_pred_on.sum","inst","0"'
+    assert row.endswith(tail)
+    extra = [row[: -len(tail)] + f'"{name}","inst","{value}"' for name, value in rows.items()]
+    return "\n".join([*lines, *extra]) + "\n"
+
+
+def test_tensor_core_flops_are_added_to_their_width() -> None:
+    text = _with_rows(
+        fixture_text(CSV),
+        "0",
+        {
+            "sm__sass_thread_inst_executed_op_dfma_pred_on.sum": "10",
+            "sm__ops_path_tensor_src_fp64.sum": "4,096",  # 8 DMMA.884 warp ops x 256 MACs x 2
+            "sm__ops_path_tensor_src_fp16_dst_fp32.sum": "8192",
+            "sm__ops_path_tensor_src_bf16_dst_fp32.sum": "1024",
+        },
+    )
+    requested = frozenset(
+        {
+            "sm__ops_path_tensor_src_fp64.sum",
+            "sm__ops_path_tensor_src_fp16_dst_fp32.sum",
+            "sm__ops_path_tensor_src_bf16_dst_fp32.sum",
+        }
+    )
+    samples = {s.metric: s for s in totals(parse_ncu(text), tensor=requested)}
+    # before: DMMA/HMMA work was not counted at all (FP64 = 20)
+    assert samples[Metric.FP64_FLOP].value == 2 * 10 + 4096
+    assert samples[Metric.FP64_TENSOR_FLOP].value == 4096
+    assert samples[Metric.FP16_TENSOR_FLOP].value == 8192 + 1024
+    # no TF32 metric on this GPU: said so, not 0
+    assert samples[Metric.FP32_TENSOR_FLOP].status is SampleStatus.NOT_SUPPORTED
+    assert samples[Metric.FP32_FLOP].value == 0.0
+
+
+def test_gpu_without_tensor_metrics_records_not_supported() -> None:
+    samples = {s.metric: s for s in totals(parse_ncu(fixture_text(TEXT)), tensor=frozenset())}
+    assert samples[Metric.FP32_FLOP].value == 2 * 5_122_560_000  # CUDA-core count unchanged
+    for part in (Metric.FP64_TENSOR_FLOP, Metric.FP32_TENSOR_FLOP, Metric.FP16_TENSOR_FLOP):
+        assert samples[part].status is SampleStatus.NOT_SUPPORTED
+    unknown = {s.metric: s for s in totals(parse_ncu(fixture_text(TEXT)))}
+    assert unknown[Metric.FP64_TENSOR_FLOP].status is SampleStatus.MISSING  # not queried
+
+
+def test_query_metrics_listing_and_requested_metrics(tmp_path: Path) -> None:
+    listing = (
+        "Device NVIDIA A100-SXM4-40GB (GA100)\n"
+        "--------------------------------------------------------------------------\n"
+        "Metric Name                               Metric Description\n"
+        "dram__bytes_read                          # of bytes read from DRAM\n"
+        "sm__ops_path_tensor_src_fp64              # of math ops executed in the tensor path\n"
+        "sm__ops_path_tensor_src_fp16_dst_fp32     # of math ops executed in the tensor path\n"
+    )
+    names = parse_query_metrics(listing)
+    assert "sm__ops_path_tensor_src_fp64" in names and "Device" not in names
+    backend = NcuBackend(collect_host())
+    backend._tensor = frozenset({"sm__ops_path_tensor_src_fp64.sum"})
+    cmd = backend.wrap(["./app"], Job(scratch=tmp_path))
+    metrics = cmd[cmd.index("--metrics") + 1].split(",")
+    assert "sm__ops_path_tensor_src_fp64.sum" in metrics
+    assert "sm__ops_path_tensor_src_tf32_dst_fp32.sum" not in metrics  # not on this GPU
