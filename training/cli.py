@@ -13,6 +13,7 @@ from click.core import ParameterSource
 from precision.formats import BlockFormat, FixedFormat, FloatFormat
 from precision.registry import aliases_of, formats
 from precision.registry import parse as parse_format
+from training.cli_bits import bits_needed_cmd
 from training.cli_options import (
     StudyUsageError,
     _comma_list,
@@ -344,6 +345,8 @@ def report_cmd(run_dir: Path) -> None:
     _table(table_rows(summary))
     click.echo(f"\ntables and plots rewritten in {run_dir}")
 
+
+main.add_command(bits_needed_cmd)
 
 if __name__ == "__main__":
     main()
