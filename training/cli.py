@@ -17,9 +17,11 @@ from training.cli_bits import bits_needed_cmd
 from training.cli_options import (
     StudyUsageError,
     _comma_list,
+    _executor_options,
     _names,
     _shared_config,
     _shared_options,
+    _slurm_settings,
 )
 from training.config import (
     DEFAULT_LRS,
@@ -30,13 +32,22 @@ from training.config import (
 )
 from training.data import DatasetError
 from training.distributed import WorkerError, is_primary_process
+from training.executor import ExecutorError, SlurmExecutor, SlurmSettings
 from training.loop import run_study
 from training.optim import OPTIMIZERS
 from training.progress import _fmt_num, _progress, _table
 from training.records import RecordError
 from training.registry import UnknownNameError
 from training.report import table_rows, write_report
-from training.sweep import SWEEP_FILE, ApsModes, SweepSpec, run_sweep, sweep_dir, write_sweep_report
+from training.sweep import (
+    SWEEP_FILE,
+    ApsModes,
+    SweepSpec,
+    run_sweep,
+    run_sweep_jobs,
+    sweep_dir,
+    write_sweep_report,
+)
 
 T = TypeVar("T")
 
@@ -296,6 +307,7 @@ def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
 )
 @click.option("--seeds", default="0", show_default=True, callback=_comma_list(int))
 @_shared_options
+@_executor_options
 def sweep_cmd(**opts: Any) -> None:
     """Grid of bits x APS x batch size x optimizer x learning rate x seed (resumable).
 
@@ -325,6 +337,10 @@ def sweep_cmd(**opts: Any) -> None:
     root = sweep_dir(opts["output_dir"], shared)
     _shared_config(spec.arms(), opts)  # validates every cell (e.g. batch divisible by workers)
     click.echo(f"sweep {root.name}: {len(spec.arms())} cells, {shared.workers} workers", err=True)
+    slurm = _slurm_settings(opts, root / "slurm")
+    if slurm is not None:
+        _sweep_on_slurm(spec, shared, opts, slurm)
+        return
     root, results = _execute(
         lambda: run_sweep(spec, shared, opts["output_dir"], on_event=_progress), root
     )
@@ -332,6 +348,26 @@ def sweep_cmd(**opts: Any) -> None:
         return
     _table(table_rows(results))
     click.echo(f"\nresults in {root}")
+
+
+def _sweep_on_slurm(
+    spec: SweepSpec, shared: RunConfig, opts: dict[str, Any], slurm: SlurmSettings
+) -> None:
+    """``sweep --executor slurm``: every cell one task of a job array."""
+    executor = SlurmExecutor(
+        slurm, on_done=lambda n, total: click.echo(f"{n}/{total} cells done", err=True)
+    )
+    root = sweep_dir(opts["output_dir"], shared)
+    try:
+        root, results, failed = _execute(
+            lambda: run_sweep_jobs(spec, shared, opts["output_dir"], executor), root
+        )
+    except ExecutorError as exc:
+        raise click.ClickException(str(exc)) from None
+    _table(table_rows(results))
+    for name, error in failed.items():
+        click.echo(f"failed: {name}: {error}", err=True)
+    click.echo(f"\nresults in {root} (jobs {', '.join(executor.job_ids)})")
 
 
 @main.command("report")

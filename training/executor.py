@@ -12,6 +12,8 @@ preempted task is resubmitted once, then reported as failed.
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -65,6 +67,31 @@ def train_one(
 class Executor(Protocol):
     """Trains independent runs."""
 
+    def _wait(self, handles: Sequence[Any]) -> list[str | None]:
+        """Wait until every task wrote its result or left the queue without one.
+
+        Polls ``squeue`` and the result files rather than submitit's state, which needs
+        Slurm accounting (``sacct``) to see a task that died. Returns, per task, None when
+        a result is there to read, else the tail of its error log.
+        """
+        left = dict(enumerate(handles))
+        errors: list[str | None] = [None] * len(handles)
+        gone_since: dict[int, float] = {}
+        while left:
+            queued = _queued({str(h.job_id) for h in left.values()})
+            for k, h in list(left.items()):
+                if h.paths.result_pickle.exists():
+                    del left[k]
+                elif str(h.job_id) not in queued:
+                    # out of the queue: allow the shared filesystem a moment to show the file
+                    first = gone_since.setdefault(k, time.monotonic())
+                    if time.monotonic() - first > _RESULT_GRACE_S:
+                        errors[k] = "task ended without a result: " + _tail(h.paths.stderr)
+                        del left[k]
+            if left:
+                time.sleep(_POLL_S)
+        return errors
+
     def map(self, jobs: Sequence[Job]) -> list[tuple[ArmRecord, ...] | Failure]:
         """Train ``jobs``; one outcome per job, in order."""
         ...
@@ -79,6 +106,31 @@ class LocalExecutor:
 
     def __init__(self, on_event: Callable[[Any], None] | None = None) -> None:
         self.on_event = on_event
+
+    def _wait(self, handles: Sequence[Any]) -> list[str | None]:
+        """Wait until every task wrote its result or left the queue without one.
+
+        Polls ``squeue`` and the result files rather than submitit's state, which needs
+        Slurm accounting (``sacct``) to see a task that died. Returns, per task, None when
+        a result is there to read, else the tail of its error log.
+        """
+        left = dict(enumerate(handles))
+        errors: list[str | None] = [None] * len(handles)
+        gone_since: dict[int, float] = {}
+        while left:
+            queued = _queued({str(h.job_id) for h in left.values()})
+            for k, h in list(left.items()):
+                if h.paths.result_pickle.exists():
+                    del left[k]
+                elif str(h.job_id) not in queued:
+                    # out of the queue: allow the shared filesystem a moment to show the file
+                    first = gone_since.setdefault(k, time.monotonic())
+                    if time.monotonic() - first > _RESULT_GRACE_S:
+                        errors[k] = "task ended without a result: " + _tail(h.paths.stderr)
+                        del left[k]
+            if left:
+                time.sleep(_POLL_S)
+        return errors
 
     def map(self, jobs: Sequence[Job]) -> list[tuple[ArmRecord, ...] | Failure]:
         """Train each job here; a failing worker raises (the run resumes on a rerun)."""
@@ -128,6 +180,29 @@ def _submitit() -> Any:
     return submitit
 
 
+_POLL_S = 1.0
+_RESULT_GRACE_S = 3.0
+
+
+def _queued(job_ids: set[str]) -> set[str]:
+    """Which of ``job_ids`` (``123_4`` for array tasks) squeue still lists."""
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(sorted({j.split("_")[0] for j in job_ids}))],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    if out.returncode != 0:  # an unknown job id: all of them are gone
+        return set()
+    return set(out.stdout.split()) & job_ids
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(lines[-3:])[-300:]
+
+
 class SlurmExecutor:
     """Runs as one Slurm job array; failed or preempted tasks are resubmitted once.
 
@@ -169,6 +244,31 @@ class SlurmExecutor:
         self.job_ids += [str(h.job_id) for h in handles]
         return list(handles)
 
+    def _wait(self, handles: Sequence[Any]) -> list[str | None]:
+        """Wait until every task wrote its result or left the queue without one.
+
+        Polls ``squeue`` and the result files rather than submitit's state, which needs
+        Slurm accounting (``sacct``) to see a task that died. Returns, per task, None when
+        a result is there to read, else the tail of its error log.
+        """
+        left = dict(enumerate(handles))
+        errors: list[str | None] = [None] * len(handles)
+        gone_since: dict[int, float] = {}
+        while left:
+            queued = _queued({str(h.job_id) for h in left.values()})
+            for k, h in list(left.items()):
+                if h.paths.result_pickle.exists():
+                    del left[k]
+                elif str(h.job_id) not in queued:
+                    # out of the queue: allow the shared filesystem a moment to show the file
+                    first = gone_since.setdefault(k, time.monotonic())
+                    if time.monotonic() - first > _RESULT_GRACE_S:
+                        errors[k] = "task ended without a result: " + _tail(h.paths.stderr)
+                        del left[k]
+            if left:
+                time.sleep(_POLL_S)
+        return errors
+
     def map(self, jobs: Sequence[Job]) -> list[tuple[ArmRecord, ...] | Failure]:
         """Submit every job as one array, wait, resubmit the failures once.
 
@@ -184,16 +284,19 @@ class SlurmExecutor:
         for attempt in (1, 2):
             handles = self._submit(ex, [jobs[i] for i in pending])
             failed = []
-            for i, handle in zip(pending, handles, strict=True):
-                try:
-                    out[i] = handle.result()
-                    done += 1
-                    if self.on_done is not None:
-                        self.on_done(done, len(jobs))
-                except Exception as exc:  # the task's own exception, or its lost job
-                    detail = " ".join(str(exc).split())[-300:]
-                    out[i] = Failure(f"job {handle.job_id} (attempt {attempt}): {detail}")
+            for i, handle, error in zip(pending, handles, self._wait(handles), strict=True):
+                if error is None:
+                    try:
+                        out[i] = handle.result()
+                    except Exception as exc:  # the task's own exception, re-raised
+                        error = " ".join(str(exc).split())[-300:]
+                if error is not None:
+                    out[i] = Failure(f"job {handle.job_id} (attempt {attempt}): {error}")
                     failed.append(i)
+                    continue
+                done += 1
+                if self.on_done is not None:
+                    self.on_done(done, len(jobs))
             pending = failed
             if not pending:
                 break
