@@ -12,7 +12,9 @@ grad-comm), with all other roles in float32:
 3. a point passes when, for every seed, its final test accuracy is within ``tolerance``
    points of the float32 run with the same seed (the worst seed decides).
 
-Then the narrowest answer of every role is run together, and the search reports when that
+All variants advance in lockstep: each round's next points (times every seed) go to the
+evaluator together, so a cluster trains them side by side. Then the narrowest answer of
+every role is run together, and the search reports when that
 combination fails although each part passed. The trainer is a callable ``evaluate(point)
 -> PointResult``, so the search is tested on accuracy functions with known answers; every
 result goes through a :class:`~training.bits_points.PointCache` first.
@@ -20,7 +22,7 @@ result goes through a :class:`~training.bits_points.PointCache` first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 from precision.rounding import RoundingMode
@@ -273,11 +275,9 @@ class BitsSearch:
                     f"against (lower the learning rate?) {r.detail}".rstrip()
                 )
         self.baseline = dict(zip(spec.seeds, base, strict=True))
-        answers = [
-            self.search_variant(role, rounding, aps)
-            for role in spec.roles
-            for rounding, aps in spec.variants(role)
-        ]
+        answers = self.search_variants(
+            [(role, r, aps) for role in spec.roles for r, aps in spec.variants(role)]
+        )
         notes = [n for a in answers for n in a.notes]
         result = SearchResult(self.baseline, tuple(answers), None)
         chosen = tuple(s for r in spec.roles if (s := result.best(r)) is not None)
@@ -295,33 +295,61 @@ class BitsSearch:
 
     def search_variant(self, role: Role, rounding: RoundingMode, aps: bool) -> VariantAnswer:
         """Descend the exponent, bisect the mantissa, check the answer's neighbours."""
+        return self.search_variants([(role, rounding, aps)])[0]
+
+    def search_variants(
+        self, variants: Sequence[tuple[Role, RoundingMode, bool]]
+    ) -> list[VariantAnswer]:
+        """Search several variants in lockstep: each round trains the next point of every
+        variant (times every seed) as one batch, so a cluster runs them side by side."""
+        steps = [self._steps(*v) for v in variants]
+        answers: list[VariantAnswer | None] = [None] * len(steps)
+        asked: dict[int, Setting] = {}
+
+        def advance(i: int, measure: Measure | None) -> None:
+            try:
+                asked[i] = next(steps[i]) if measure is None else steps[i].send(measure)
+            except StopIteration as stop:
+                answers[i] = stop.value
+                asked.pop(i, None)
+
+        for i in range(len(steps)):
+            advance(i, None)
+        while asked:
+            self.results([Point(settings=(s,), seed=seed)
+                          for s in asked.values() for seed in self.spec.seeds])  # fmt: skip
+            for i, setting in list(asked.items()):
+                advance(i, self.measure((setting,)))
+        return [a for a in answers if a is not None]
+
+    def _steps(
+        self, role: Role, rounding: RoundingMode, aps: bool
+    ) -> Generator[Setting, Measure, VariantAnswer]:
+        """One variant's search: yields the setting to measure next, receives its measure."""
         spec = self.spec
 
-        def passes(e: int, m: int) -> bool:
-            setting = Setting(role=role, e=e, m=m, rounding=rounding, aps=aps)
-            return self.measure((setting,)).passed
+        def at(e: int, m: int) -> Setting:
+            return Setting(role=role, e=e, m=m, rounding=rounding, aps=aps)
 
         found: dict[int, int | None] = {}
         notes: list[str] = []
         for e in range(spec.max_exponent, spec.min_exponent - 1, -1):
-            if not passes(e, spec.max_mantissa):
+            if not (yield at(e, spec.max_mantissa)).passed:
                 found[e] = None
                 break
             lo, hi = -1, spec.max_mantissa  # lo fails (or is below 0), hi passes
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if passes(e, mid):
+                if (yield at(e, mid)).passed:
                     hi = mid
                 else:
                     lo = mid
             found[e] = hi
             for n in (hi - 1, hi + 1):
-                if 0 <= n <= spec.max_mantissa and passes(e, n) != (n > hi):
-                    label = Setting(role=role, e=e, m=hi, rounding=rounding, aps=aps).label
+                if 0 <= n <= spec.max_mantissa and (yield at(e, n)).passed != (n > hi):
                     verdict = "passes" if n < hi else "fails"
-                    notes.append(f"non-monotonic: {label} passes but e{e}m{n} {verdict}")
-        ok = [Setting(role=role, e=e, m=m, rounding=rounding, aps=aps)
-              for e, m in found.items() if m is not None]  # fmt: skip
+                    notes.append(f"non-monotonic: {at(e, hi).label} passes but e{e}m{n} {verdict}")
+        ok = [at(e, m) for e, m in found.items() if m is not None]
         best = min(ok, key=_narrowness, default=None)
         return VariantAnswer(role, rounding, aps, found, best, tuple(notes))
 

@@ -161,7 +161,7 @@ def test_killed_search_resumes_without_retraining(tmp_path: Path) -> None:
     assert resumed.variants == expected.variants
 
 
-def test_evaluate_many_gets_the_seeds_of_a_setting_together() -> None:
+def test_evaluate_many_gets_every_variant_and_seed_of_a_round_together() -> None:
     batches: list[list[Point]] = []
     one = threshold_oracle(weight_need)
 
@@ -169,10 +169,17 @@ def test_evaluate_many_gets_the_seeds_of_a_setting_together() -> None:
         batches.append(list(points))
         return [one(p) for p in points]
 
-    spec = SearchSpec(roles=(Role.WEIGHT,), seeds=(3, 4, 5), min_exponent=8)
+    spec = SearchSpec(roles=(Role.WEIGHT,), seeds=(3, 4, 5), min_exponent=8,
+                      roundings=(NEAREST, STOCHASTIC))  # fmt: skip
     result = search_bits(spec, one, evaluate_many=many)  # type: ignore[arg-type]
-    assert result.variants[0].min_mantissa == {8: 2}
-    assert all(sorted(p.seed for p in b) == [3, 4, 5] for b in batches)
+    assert [v.min_mantissa for v in result.variants] == [{8: 2}, {8: 2}]
+    assert [len(b) for b in batches[1:]] == [6] * (len(batches) - 1)  # 2 variants x 3 seeds
+    for b in batches[1:]:
+        by_setting: dict[Setting, list[int]] = {}
+        for p in b:
+            by_setting.setdefault(p.settings[0], []).append(p.seed)
+        assert {s.rounding for s in by_setting} == {NEAREST, STOCHASTIC}
+        assert all(sorted(v) == [3, 4, 5] for v in by_setting.values())
 
 
 @pytest.mark.parametrize(
