@@ -8,14 +8,15 @@ outlined.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from training.bits_points import Point, PointResult, PointStatus
-from training.bits_search import SearchResult, SearchSpec, VariantAnswer
+from training.bits_points import Point, PointCache, PointResult, PointStatus
+from training.bits_search import SearchError, SearchResult, SearchSpec, VariantAnswer, search_bits
 from training.records import atomic_write_text
 from training.report import markdown_table, save_figure, write_csv, write_parquet
 from training.roles import Role
@@ -173,3 +174,23 @@ def write_search_report(
     for role in spec.roles:
         plot_heatmap(frame, role, spec, root / f"heatmap-{role.value}.png")
     return frame
+
+
+def rebuild_search(root: Path) -> tuple[SearchSpec, SearchResult]:
+    """Replay a search from its cached points alone (``prec-study report`` on its directory).
+
+    Raises:
+        SearchError: ``search.json`` is missing or invalid, or a point the search needs was
+            not trained yet (run ``bits-needed`` again to train it).
+        RecordError: a cached point is unreadable.
+    """
+    path = Path(root) / "search.json"
+    try:
+        spec = SearchSpec.from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SearchError(f"{path}: cannot read the search settings ({exc})") from None
+
+    def untrained(point: Point) -> PointResult:
+        raise SearchError(f"point {point.key} is not trained yet: rerun bits-needed to train it")
+
+    return spec, search_bits(spec, untrained, cache=PointCache(root))

@@ -22,8 +22,10 @@ result goes through a :class:`~training.bits_points.PointCache` first.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from precision.rounding import RoundingMode
 from training.bits_points import Point, PointCache, PointResult, PointStatus, Setting
@@ -85,6 +87,28 @@ class SearchSpec:
             )
         if not 0 <= self.max_mantissa <= 52:
             raise SearchError(f"max_mantissa={self.max_mantissa}: must be in 0..52")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (saved as ``search.json``)."""
+        return {
+            "roles": [r.value for r in self.roles], "seeds": list(self.seeds),
+            "tolerance": self.tolerance, "roundings": [r.value for r in self.roundings],
+            "aps": list(self.aps), "max_exponent": self.max_exponent,
+            "min_exponent": self.min_exponent, "max_mantissa": self.max_mantissa,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchSpec:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            SearchError: unknown keys or invalid values.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(d) - known:
+            raise SearchError(f"search.json has unknown keys: {', '.join(sorted(set(d) - known))}")
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kwargs)
 
     def variants(self, role: Role) -> list[tuple[RoundingMode, bool]]:
         """(rounding, APS) pairs searched for ``role``."""

@@ -13,7 +13,7 @@ from click.core import ParameterSource
 from precision.formats import BlockFormat, FixedFormat, FloatFormat
 from precision.registry import aliases_of, formats
 from precision.registry import parse as parse_format
-from training.cli_bits import bits_needed_cmd
+from training.cli_bits import bits_needed_cmd, report_bits
 from training.cli_options import (
     StudyUsageError,
     _comma_list,
@@ -374,6 +374,9 @@ def _sweep_on_slurm(
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def report_cmd(run_dir: Path) -> None:
     """Rebuild tables and plots of RUN_DIR from its saved records."""
+    if (run_dir / "search.json").exists():
+        report_bits(run_dir)
+        return
     if (run_dir / SWEEP_FILE).exists():
         summary = _execute(lambda: write_sweep_report(run_dir), run_dir)
     else:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 
 from precision.rounding import RoundingMode
 from training.bits_points import PointCache
-from training.bits_report import answer_lines, write_search_report
+from training.bits_report import answer_lines, rebuild_search, write_search_report
 from training.bits_search import PointEvent, SearchError, SearchSpec, search_bits
 from training.bits_train import TrainingEvaluator, arm_template, search_dir
 from training.cli_options import (
@@ -23,7 +24,7 @@ from training.cli_options import (
     _slurm_settings,
     _training_options,
 )
-from training.config import DEFAULT_LRS, ConfigError
+from training.config import DEFAULT_LRS, ConfigError, RunConfig
 from training.data import DatasetError
 from training.distributed import WorkerError
 from training.executor import ExecutorError, LocalExecutor, SlurmExecutor
@@ -115,14 +116,14 @@ def bits_needed_cmd(**opts: Any) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
         shared.save(root / "config.json")
-        atomic_write_text(root / "search.json", json.dumps(_spec_dict(spec), indent=2) + "\n")
+        atomic_write_text(root / "search.json", json.dumps(spec.to_dict(), indent=2) + "\n")
         # Locally each point is cached as soon as it is trained; on Slurm the seeds of a
         # setting go out together as one job array.
         many = None if slurm is None else evaluator.many
         result = search_bits(
             spec, evaluator, cache=PointCache(root), evaluate_many=many, on_point=_bar
         )
-        write_search_report(root, f"bits needed: {shared.model} on {shared.dataset}", spec, result)
+        write_search_report(root, _title(shared), spec, result)
     except KeyboardInterrupt:
         click.echo(
             f"\ninterrupted; trained points are kept in {root} (rerun to continue)", err=True
@@ -141,10 +142,17 @@ def bits_needed_cmd(**opts: Any) -> None:
     click.echo(f"\nwall time {time.perf_counter() - start:.1f} s; results in {root}")
 
 
-def _spec_dict(spec: SearchSpec) -> dict[str, Any]:
-    return {
-        "roles": [r.value for r in spec.roles], "seeds": list(spec.seeds),
-        "tolerance": spec.tolerance, "roundings": [r.value for r in spec.roundings],
-        "aps": list(spec.aps), "max_exponent": spec.max_exponent,
-        "min_exponent": spec.min_exponent, "max_mantissa": spec.max_mantissa,
-    }  # fmt: skip
+def _title(cfg: RunConfig) -> str:
+    return f"bits needed: {cfg.model} on {cfg.dataset}, {cfg.epochs} epochs, {cfg.workers} workers"
+
+
+def report_bits(root: Path) -> None:
+    """``prec-study report`` on a bits-needed directory: rebuild its files from the cache."""
+    try:
+        spec, result = rebuild_search(root)
+        write_search_report(root, _title(RunConfig.load(root / "config.json")), spec, result)
+    except (SearchError, ConfigError, RecordError) as exc:
+        raise StudyUsageError(str(exc)) from None
+    for line in answer_lines(spec, result):
+        click.echo(line)
+    click.echo(f"\ntables and plots rewritten in {root}")

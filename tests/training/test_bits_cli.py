@@ -83,3 +83,14 @@ def test_tiny_search_on_digits_then_a_rerun_trains_nothing(tmp_path: Path) -> No
     assert code == 0, again
     assert again.count("(cached)") == 3 and "finished\n" not in again.replace("(cached)", "")
     assert {p: p.stat().st_mtime_ns for p in (root / "points").iterdir()} == stamp
+    # report rebuilds every file from the cached points alone
+    (root / "summary.md").unlink()
+    (root / "points.csv").unlink()
+    code, rep = _run(["report", str(root)])
+    assert code == 0 and "weight: e5m0 nearest" in rep, rep
+    assert "- weight: e5m0 nearest" in (root / "summary.md").read_text()
+    pd.testing.assert_frame_equal(pd.read_csv(root / "points.csv"), points)
+    # a point the search needs but that was never trained: one-line error, exit 2
+    (root / "points" / "weight-e5m0-nearest__s0.json").unlink()
+    code, rep = _run(["report", str(root)])
+    assert code == 2 and "weight-e5m0-nearest__s0 is not trained yet" in rep, rep

@@ -217,3 +217,11 @@ def test_point_keys_are_unique_and_file_safe() -> None:
     assert [s.role for s in both.settings] == [Role.ERROR, Role.WEIGHT]  # canonical order
     with pytest.raises(ValueError, match="APS applies to grad-comm only"):
         Setting(role=Role.WEIGHT, e=4, m=3, aps=True)
+
+
+def test_spec_round_trips_through_its_dict() -> None:
+    spec = SearchSpec(roles=(Role.ERROR, Role.GRAD_COMM), seeds=(2, 3), tolerance=1.5,
+                      roundings=(STOCHASTIC,), aps=(True,), max_exponent=6, max_mantissa=4)  # fmt: skip
+    assert SearchSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(SearchError, match="unknown keys: colour"):
+        SearchSpec.from_dict({**spec.to_dict(), "colour": 1})
