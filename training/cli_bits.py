@@ -26,7 +26,7 @@ from training.cli_options import (
 )
 from training.config import DEFAULT_LRS, ConfigError, RunConfig
 from training.data import DatasetError
-from training.distributed import WorkerError
+from training.distributed import WorkerError, under_torchrun
 from training.executor import ExecutorError, LocalExecutor, SlurmExecutor
 from training.optim import OPTIMIZERS
 from training.records import RecordError, atomic_write_text
@@ -91,6 +91,10 @@ def bits_needed_cmd(**opts: Any) -> None:
     together. Results go to OUTPUT_DIR/bits-<hash>/: points.csv, summary.md and a heatmap
     per role. Rerunning the same command reuses every point already trained.
     """
+    if under_torchrun():
+        raise click.UsageError(
+            "bits-needed starts each point's workers itself (--workers); run it without torchrun"
+        )
     lr = opts["lr"] if opts["lr"] is not None else DEFAULT_LRS.get(opts["optimizer"], (0.1,))[-1]
     try:
         spec = SearchSpec(

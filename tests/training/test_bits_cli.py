@@ -50,6 +50,14 @@ def test_bad_options_exit_2_with_one_error_line(
     assert "Traceback" not in out
 
 
+def test_bits_needed_refuses_torchrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": "29500"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    code, out = _run(["bits-needed", "--output-dir", str(tmp_path)])
+    assert code == 2 and "without torchrun" in out, out
+
+
 def test_sweep_rejects_slurm_settings_without_slurm(tmp_path: Path) -> None:
     code, out = _run(["sweep", "--slurm-partition", "x", "--output-dir", str(tmp_path)])
     assert code == 2 and "needs --executor slurm" in out, out
