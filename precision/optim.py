@@ -156,6 +156,9 @@ class LowPrecisionOptimizer(torch.optim.Optimizer):
                 f"(saved: {saved is not None}, here: {self.masters is not None})"
             )
         self.optimizer.load_state_dict(state_dict["optimizer"])
+        # torch's load_state_dict builds new param_groups: share them again, or learning-rate
+        # changes made through this wrapper would no longer reach the wrapped optimizer.
+        self.param_groups = self.optimizer.param_groups
         self.state = self.optimizer.state
         if saved is not None and self.masters is not None:
             for p, m in zip(self._params(), saved, strict=True):

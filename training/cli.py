@@ -13,12 +13,15 @@ from click.core import ParameterSource
 from precision.formats import BlockFormat, FixedFormat, FloatFormat
 from precision.registry import aliases_of, formats, from_bits
 from precision.registry import parse as parse_format
+from training.cli_bits import bits_needed_cmd, report_bits
 from training.cli_options import (
     StudyUsageError,
     _comma_list,
+    _executor_options,
     _names,
     _shared_config,
     _shared_options,
+    _slurm_settings,
 )
 from training.config import (
     DEFAULT_LRS,
@@ -29,13 +32,22 @@ from training.config import (
 )
 from training.data import DatasetError
 from training.distributed import WorkerError, is_primary_process
+from training.executor import ExecutorError, SlurmExecutor, SlurmSettings
 from training.loop import run_study
 from training.optim import OPTIMIZERS
 from training.progress import _fmt_num, _progress, _table
 from training.records import RecordError
 from training.registry import UnknownNameError
 from training.report import table_rows, write_report
-from training.sweep import SWEEP_FILE, ApsModes, SweepSpec, run_sweep, sweep_dir, write_sweep_report
+from training.sweep import (
+    SWEEP_FILE,
+    ApsModes,
+    SweepSpec,
+    run_sweep,
+    run_sweep_jobs,
+    sweep_dir,
+    write_sweep_report,
+)
 
 T = TypeVar("T")
 
@@ -308,6 +320,7 @@ def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
     help="Accuracy loss (points) against the smallest batch that marks the batch-size limit.",
 )
 @_shared_options
+@_executor_options
 def sweep_cmd(**opts: Any) -> None:
     """Grid of bits x APS x batch size x optimizer x learning rate x seed (resumable).
 
@@ -340,6 +353,10 @@ def sweep_cmd(**opts: Any) -> None:
     root = sweep_dir(opts["output_dir"], shared)
     _shared_config(spec.arms(), opts)  # validates every cell (e.g. batch divisible by workers)
     click.echo(f"sweep {root.name}: {len(spec.arms())} cells, {shared.workers} workers", err=True)
+    slurm = _slurm_settings(opts, root / "slurm")
+    if slurm is not None:
+        _sweep_on_slurm(spec, shared, opts, slurm)
+        return
     root, results = _execute(
         lambda: run_sweep(spec, shared, opts["output_dir"], on_event=_progress), root
     )
@@ -351,10 +368,33 @@ def sweep_cmd(**opts: Any) -> None:
     click.echo(f"\nresults in {root}")
 
 
+def _sweep_on_slurm(
+    spec: SweepSpec, shared: RunConfig, opts: dict[str, Any], slurm: SlurmSettings
+) -> None:
+    """``sweep --executor slurm``: every cell one task of a job array."""
+    executor = SlurmExecutor(
+        slurm, on_done=lambda n, total: click.echo(f"{n}/{total} cells done", err=True)
+    )
+    root = sweep_dir(opts["output_dir"], shared)
+    try:
+        root, results, failed = _execute(
+            lambda: run_sweep_jobs(spec, shared, opts["output_dir"], executor), root
+        )
+    except ExecutorError as exc:
+        raise click.ClickException(str(exc)) from None
+    _table(table_rows(results))
+    for name, error in failed.items():
+        click.echo(f"failed: {name}: {error}", err=True)
+    click.echo(f"\nresults in {root} (jobs {', '.join(executor.job_ids)})")
+
+
 @main.command("report")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def report_cmd(run_dir: Path) -> None:
     """Rebuild tables and plots of RUN_DIR from its saved records."""
+    if (run_dir / "search.json").exists():
+        report_bits(run_dir)
+        return
     if (run_dir / SWEEP_FILE).exists():
         summary = _execute(lambda: write_sweep_report(run_dir), run_dir)
     else:
@@ -362,6 +402,8 @@ def report_cmd(run_dir: Path) -> None:
     _table(table_rows(summary))
     click.echo(f"\ntables and plots rewritten in {run_dir}")
 
+
+main.add_command(bits_needed_cmd)
 
 if __name__ == "__main__":
     main()

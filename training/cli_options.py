@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,6 +11,7 @@ import click
 from precision.rounding import RoundingMode
 from training.config import REDUCTIONS, ArmSpec, Backend, Device, RunConfig
 from training.data import DATASETS
+from training.executor import ExecutorKind, SlurmSettings
 from training.models import MODELS
 from training.registry import Registry
 
@@ -52,6 +53,21 @@ def _rounding(ctx: click.Context, param: click.Parameter, value: str) -> Roundin
 
 def _shared_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options common to ``run`` and ``sweep`` (everything an arm does not vary)."""
+    for option in reversed(_shared_option_list()):
+        f = option(f)
+    return f
+
+
+def _training_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The shared options except ``--rounding`` (a command that varies it defines its own)."""
+    for option in reversed(_shared_option_list(rounding=False)):
+        f = option(f)
+    return f
+
+
+def _shared_option_list(
+    rounding: bool = True,
+) -> Sequence[Callable[[Callable[..., Any]], Callable[..., Any]]]:
     options = [
         click.option("--dataset", type=click.Choice(_names(DATASETS)), default="digits", show_default=True),
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -60,8 +76,9 @@ def _shared_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True),
         click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Data-parallel processes (ignored under torchrun)."),
-        click.option("--rounding", default="nearest", show_default=True, callback=_rounding,
-                     help="Rounding of the communicated gradients (nearest, stochastic, ...)."),
+        *([click.option("--rounding", default="nearest", show_default=True, callback=_rounding,
+                        help="Rounding of the communicated gradients (nearest, stochastic, ...).")]
+          if rounding else []),
         click.option("--reduction", type=click.Choice(list(REDUCTIONS)), default="carrier", show_default=True,
                      help="carrier: quantize inputs and sum; rank/ring/torus: round every partial sum."),
         click.option("--headroom", type=click.IntRange(min=0), default=None,
@@ -87,9 +104,7 @@ def _shared_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=60.0,
                      show_default=True, help="Seconds a collective may wait before the run fails."),
     ]  # fmt: skip
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return options
 
 
 def _shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig:
@@ -118,3 +133,36 @@ def _shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig
         )
     except ValueError as exc:
         raise StudyUsageError(str(exc)) from None
+
+
+def _executor_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--executor local|slurm`` and the Slurm settings (``sweep``, ``bits-needed``)."""
+    options = [
+        click.option("--executor", type=click.Choice([k.value for k in ExecutorKind]), default="local",
+                     show_default=True, help="Train the runs here, or as a Slurm job array (submitit)."),
+        click.option("--slurm-partition", default=None, help="Slurm partition [default: the cluster's]."),
+        click.option("--slurm-time", type=click.IntRange(min=1), default=60, show_default=True,
+                     help="Time limit of each Slurm task, minutes."),
+        click.option("--slurm-gpus-per-task", type=click.IntRange(min=0), default=0, show_default=True),
+        click.option("--slurm-cpus-per-task", type=click.IntRange(min=1), default=None,
+                     help="CPUs of each Slurm task [default: one per worker]."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _slurm_settings(opts: dict[str, Any], folder: Path) -> SlurmSettings | None:
+    """The Slurm settings of ``--executor slurm`` (None for local); options checked here."""
+    slurm_given = [n for n in ("slurm_partition", "slurm_cpus_per_task") if opts[n] is not None]
+    if opts["executor"] != ExecutorKind.SLURM.value:
+        if slurm_given:
+            raise click.UsageError(f"--{slurm_given[0].replace('_', '-')} needs --executor slurm")
+        return None
+    return SlurmSettings(
+        folder=folder,
+        partition=opts["slurm_partition"],
+        time_min=opts["slurm_time"],
+        gpus_per_task=opts["slurm_gpus_per_task"],
+        cpus_per_task=opts["slurm_cpus_per_task"],
+    )

@@ -26,6 +26,7 @@ from precision.formats import FloatFormat
 from precision.registry import parse as parse_format
 from precision.rounding import RoundingMode
 from training.models import BatchNormMode
+from training.roles import RoleCast
 
 SCHEMA_VERSION = 1
 
@@ -77,6 +78,8 @@ class ArmSpec:
         optimizer: registry name in :mod:`training.optim`.
         lr: base learning rate, tuned at ``RunConfig.base_batch_size``.
         seed: seed of model initialization, data order and stochastic rounding.
+        casts: low-precision formats of the other tensor roles (activation, error,
+            weight, optimizer-state; :mod:`training.roles`), at most one per role.
     """
 
     name: str
@@ -86,8 +89,19 @@ class ArmSpec:
     optimizer: str
     lr: float
     seed: int
+    casts: tuple[RoleCast, ...] = ()
 
     def __post_init__(self) -> None:
+        try:
+            casts = tuple(RoleCast.coerce(c) for c in self.casts)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"arm {self.name!r}: {exc}") from None
+        object.__setattr__(self, "casts", casts)
+        roles = [c.role for c in casts]
+        if len(set(roles)) != len(roles):
+            raise ConfigError(
+                f"arm {self.name!r}: one cast per role ({', '.join(r.value for r in roles)})"
+            )
         if not _ARM_NAME.match(self.name):
             raise ConfigError(f"arm name {self.name!r}: use letters, digits and _.+=-")
         if self.batch_size <= 0:
@@ -248,6 +262,8 @@ class RunConfig:
         d = dataclasses.asdict(self)
         for key in ("rounding", "device", "backend", "batchnorm"):
             d[key] = getattr(self, key).value
+        for arm, out in zip(self.arms, d["arms"], strict=True):
+            out["casts"] = [c.to_dict() for c in arm.casts]
         return d
 
     @classmethod

@@ -54,6 +54,7 @@ from training.records import (
     load_checkpoint,
 )
 from training.reducer import GradientReducer
+from training.roles import RoleCasts
 from training.schedules import Decay, LRScaling, LRSchedule, WarmupRule
 
 
@@ -167,6 +168,8 @@ def train_arm(
         ghost_batch_size=cfg.ghost_batch_size,
     ).to(ctx.device)
     optimizer = build_optimizer(arm.optimizer, param_groups(model, cfg.weight_decay), lr=arm.lr)
+    casts = RoleCasts(arm.casts, seed=arm.seed, rank=ctx.rank)
+    optimizer = casts.install(model, optimizer)
     shard = ShardSpec(rank=ctx.rank, world_size=ctx.world_size, seed=arm.seed, drop_last=True)
     local_batch = arm.batch_size // ctx.world_size
     steps_per_epoch = num_batches(shard.num_samples(len(data.train)), local_batch, drop_last=True)
@@ -185,6 +188,7 @@ def train_arm(
         seed=arm.seed,
         loss_scale=cfg.loss_scale,
     )
+    method = "; ".join(m for m in (reducer.method, casts.method) if m)
     steps: list[StepRecord] = [] if restored is None else list(restored.steps)
     epochs: list[EpochRecord] = [] if restored is None else list(restored.epochs)
     if ckpt is not None:  # bit-exact continuation: weights, optimizer and RNG states
@@ -201,6 +205,7 @@ def train_arm(
             status = ArmStatus.PARTIAL
             break
         model.train()
+        casts.start_epoch(epoch)
         order = shard.indices(len(data.train), epoch)
         epoch_start = time.perf_counter()
         epoch_steps: list[StepRecord] = []
@@ -279,13 +284,13 @@ def train_arm(
                 ArmStatus.FINISHED if done else ArmStatus.PARTIAL,
                 steps,
                 epochs,
-                reducer.method,
+                method,
             ),
         )
         times = sorted(s.step_time_s for s in steps)
         emit(Progress(arm.name, epoch + 1, cfg.epochs, "epoch", epochs[-1], times[len(times) // 2]))
 
-    record = _record(arm, status, steps, epochs, reducer.method)
+    record = _record(arm, status, steps, epochs, method)
     if status is not ArmStatus.FINISHED:  # a finished arm was saved with its last epoch
         _checkpoint(ctx, paths, arm, model, optimizer, reducer, record)
     emit(Progress(arm.name, len(epochs), cfg.epochs, status.value))

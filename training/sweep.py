@@ -23,6 +23,7 @@ import pandas as pd
 from precision.registry import from_bits
 from training import batch_limit
 from training.config import DEFAULT_LRS, ArmSpec, ConfigError, RunConfig
+from training.executor import Executor, Failure
 from training.loop import run_study
 from training.records import atomic_write_text
 from training.report import (
@@ -300,3 +301,44 @@ def _plot_vs(best: pd.DataFrame, x: str, path: Path, xlabel: str, *, log2: bool)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     save_figure(fig, path)
+
+
+#: Cells whose cluster jobs failed twice, with the error (written by :func:`run_sweep_jobs`).
+FAILED_FILE = "failed.json"
+
+
+def run_sweep_jobs(
+    spec: SweepSpec, shared: RunConfig, output_dir: Path, executor: Executor
+) -> tuple[Path, pd.DataFrame, dict[str, str]]:
+    """Train every cell as an independent job (e.g. one task of a Slurm job array).
+
+    Each job trains one cell into the same sweep directory as :func:`run_sweep` would, so
+    the report, resuming and ``prec-study report`` are the same. Cells whose jobs failed
+    (after the executor's retry) are listed in ``failed.json``.
+
+    Args:
+        spec: the grid.
+        shared: settings common to all cells.
+        output_dir: parent of the sweep directory.
+        executor: where the cells train.
+
+    Returns:
+        The sweep directory, the results table, and failed cell -> error.
+
+    Raises:
+        ConfigError: if the grid is invalid for ``shared``.
+        ExecutorError: if the jobs cannot be submitted.
+    """
+    cfg = dataclasses.replace(shared, arms=spec.arms())
+    root = sweep_dir(output_dir, shared)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / SWEEP_FILE, json.dumps(spec.to_dict(), indent=2) + "\n")
+    cfg.save(root / "config.json")
+    jobs = [(dataclasses.replace(shared, arms=(arm,)), root) for arm in cfg.arms]
+    failed = {
+        arm.name: out.error
+        for arm, out in zip(cfg.arms, executor.map(jobs), strict=True)
+        if isinstance(out, Failure)
+    }
+    atomic_write_text(root / FAILED_FILE, json.dumps(failed, indent=2) + "\n")
+    return root, write_sweep_report(root), failed

@@ -144,3 +144,16 @@ def test_wrapper_works_with_lr_schedulers_and_validates() -> None:
         LowPrecisionOptimizer(torch.optim.SGD(m.parameters(), lr=1.0), master=Cast(BFLOAT16))
     with pytest.raises(ValueError, match="master weights"):
         opt.load_state_dict({"optimizer": opt.optimizer.state_dict(), "masters": []})
+
+
+def test_learning_rate_set_after_load_state_dict_reaches_the_wrapped_optimizer() -> None:
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = LowPrecisionOptimizer(torch.optim.SGD([p], lr=0.1))
+    saved = opt.state_dict()
+    opt.load_state_dict(saved)  # torch rebuilds the wrapped optimizer's param_groups here
+    for group in opt.param_groups:
+        group["lr"] = 0.5
+    assert opt.optimizer.param_groups[0]["lr"] == 0.5
+    p.grad = torch.ones(3)
+    opt.step()
+    assert torch.equal(p.detach(), torch.full((3,), 0.5))

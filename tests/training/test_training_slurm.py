@@ -1,0 +1,102 @@
+"""``--executor slurm`` on a real single-node Slurm on localhost (munged, slurmctld, slurmd).
+
+The daemons come from Debian's slurm-wlm and munge packages (``.ci/run`` installs them);
+where they cannot start (not installed, not root) the tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from training.cli import main
+from training.distributed import KILL_HOOK_ENV
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def local_slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The throwaway Slurm of the hpcprof tests, for this module."""
+    pytest.importorskip("submitit", reason="submitit not installed (optional extra 'slurm')")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hpcprof"))
+    from slurm_local import LocalSlurm, SlurmUnavailable
+
+    slurm = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    try:
+        slurm.start(timeout_s=40.0)
+    except SlurmUnavailable as exc:
+        slurm.stop()
+        pytest.skip(f"local Slurm unavailable: {exc}")
+    saved = {k: os.environ.get(k) for k in slurm.env}
+    os.environ.update(slurm.env)
+    try:
+        yield slurm.env
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        slurm.stop()
+
+
+@pytest.fixture(autouse=True)
+def _job_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Jobs inherit the submitting environment (sbatch --export=ALL): the eager kernel and
+    # this checkout on the path.
+    monkeypatch.setenv("PRECISION_KERNEL", "eager")
+    root = str(Path(__file__).resolve().parents[2])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+
+
+def test_sweep_job_array_gathers_cells_and_records_a_cell_that_fails_twice(
+    local_slurm: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch-64 cell reaches global step 5 and its process dies there, in both attempts;
+    # the batch-256 cell has only 2 steps and finishes.
+    monkeypatch.setenv(KILL_HOOK_ENV, "0:5")
+    args = ["sweep", "--bits", "32", "--batch-sizes", "64,256", "--lrs", "0.1", "--dataset",
+            "synthetic", "--epochs", "1", "--workers", "1", "--device", "cpu",
+            "--executor", "slurm", "--slurm-time", "5", "--output-dir", str(tmp_path)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    (root,) = [p for p in tmp_path.iterdir() if p.name.startswith("sweep-")]
+    results = pd.read_csv(root / "results.csv").set_index("batch_size")
+    assert results.loc[256, "status"] == "finished"
+    assert results.loc[64, "status"] == "pending"
+    failed = json.loads((root / "failed.json").read_text())
+    assert list(failed) == ["float32-bs64-sgd-lr0.1-s0"]
+    assert "attempt 2" in failed["float32-bs64-sgd-lr0.1-s0"]
+    assert "failed: float32-bs64" in result.output
+    # 2 cells, then the failed one resubmitted once: three tasks in all
+    assert len(result.output.split("(jobs ")[1].split(")")[0].split(", ")) == 3
+
+
+def test_bits_needed_on_slurm_matches_the_local_search(
+    local_slurm: dict[str, str], tmp_path: Path
+) -> None:
+    common = ["bits-needed", "--roles", "grad-comm", "--aps", "on", "--max-exponent", "3",
+              "--min-exponent", "3", "--max-mantissa", "0", "--tolerance", "100",
+              "--dataset", "synthetic", "--epochs", "1", "--workers", "1", "--device", "cpu"]  # fmt: skip
+    on_slurm = CliRunner().invoke(
+        main, [*common, "--executor", "slurm", "--output-dir", str(tmp_path / "s")]
+    )
+    assert on_slurm.exit_code == 0, on_slurm.output
+    local = CliRunner().invoke(main, [*common, "--output-dir", str(tmp_path / "l")])
+    assert local.exit_code == 0, local.output
+    (s_root,) = (tmp_path / "s").iterdir()
+    (l_root,) = (tmp_path / "l").iterdir()
+    assert s_root.name == l_root.name  # same settings, same run id
+    a = pd.read_csv(s_root / "points.csv")
+    b = pd.read_csv(l_root / "points.csv")
+    assert list(a["point"]) == ["float32-s0", "grad-comm-e3m0-aps-nearest__s0"]
+    pd.testing.assert_frame_equal(a, b)  # the same runs, bit for bit, wherever they trained
+    assert any((s_root / "slurm").glob("*_log.out"))
