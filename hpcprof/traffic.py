@@ -63,13 +63,14 @@ def _md(cells: int) -> LoopNest:
     from hpcprof.apps import md
 
     atoms = 4 * cells**3
-    # one all-pairs force evaluation per step plus the initial one, each on new positions
+    # one all-pairs force evaluation per step plus the initial one, each on new positions;
+    # d runs over the 3 coordinates (r^2 sums over d, the force is accumulated per d)
     arrays = (
-        Array(name="F", indices=("t", "i"), output=True),
-        Array(name="Xi", indices=("t", "i"), storage="X"),
-        Array(name="Xj", indices=("t", "j"), storage="X"),
+        Array(name="F", indices=("t", "i", "d"), output=True),
+        Array(name="Xi", indices=("t", "i", "d"), storage="X"),
+        Array(name="Xj", indices=("t", "j", "d"), storage="X"),
     )
-    loops = (("t", md.STEPS + 1), ("i", atoms), ("j", atoms))
+    loops = (("t", md.STEPS + 1), ("i", atoms), ("j", atoms), ("d", 3))
     return LoopNest(name="nbody", loops=loops, arrays=arrays, summary="md force evaluations")
 
 
