@@ -4,9 +4,10 @@
 The m x n matrix is split into ``BLOCKS`` row blocks, one per (virtual) rank. Each rank
 factors its block; then the R factors are combined up a tree whose nodes have ``arity``
 children: a node stacks its children's R factors and factors them again. Arity 2 is the
-binary tree (``log2 p`` messages on the critical path, each one triangle); arity p is the
-flat tree (one level, the root receives ``p - 1`` triangles): the shape trades latency for
-the root's bandwidth. Q is formed explicitly by pushing the tree's Q factors back down.
+binary tree (``log2 p`` rounds, no rank handles more than ``log2 p`` triangles); arity p is
+the flat tree (one round and one larger QR, fewer FLOPs in all, but the root receives
+``p - 1`` triangles): the shape trades rounds on the critical path for the busiest rank's
+words and messages. Q is formed explicitly by pushing the tree's Q factors back down.
 
 The ranks run in one process over the blocks; :func:`traffic` counts the words and messages
 each rank would send and receive (R triangles up, n x n blocks of Q down). Self-check:
