@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
+from hpcprof.apps.base import AppInfo, AppKind, Kernel, Region, real_dtype
 from hpcprof.apps.linalg import Arith, Round, orthogonality, qr_flops
 from hpcprof.records import Precision
 
@@ -130,7 +130,7 @@ def test_matrix(m: int, seed: int = 0) -> np.ndarray:
     return rng.standard_normal((m, COLUMNS)) * scale
 
 
-def _kernel(arity: int) -> object:
+def _kernel(arity: int) -> Kernel:
     def kernel(size: int, precision: Precision, region: Region) -> float:
         ar = Arith(np.dtype(real_dtype(precision)))
         a = ar.r(test_matrix(size))
@@ -172,7 +172,7 @@ def _info(arity: int, name: str, shape: str) -> AppInfo:
         flops=lambda s: flops(s, arity),
         bytes_moved=lambda s, itemsize: 3.0 * s * COLUMNS * itemsize,
         tolerance=(1e-13, 1e-5),
-        kernel=_kernel(arity),  # type: ignore[arg-type]
+        kernel=_kernel(arity),
     )
 
 

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
+from hpcprof.apps.base import AppInfo, AppKind, Kernel, Region, real_dtype
 from hpcprof.apps.linalg import Arith, Round, qr_flops
 from hpcprof.records import Precision
 
@@ -101,7 +101,7 @@ def optimum(s: np.ndarray) -> float:
     return float(np.sqrt(np.sum(s[k:] ** 2)))
 
 
-def _kernel(sketch: str) -> object:
+def _kernel(sketch: str) -> Kernel:
     def kernel(n: int, precision: Precision, region: Region) -> float:
         a64, s = test_matrix(n)
         ar = Arith(np.dtype(real_dtype(precision)))
@@ -153,7 +153,7 @@ def _info(sketch: str) -> AppInfo:
         flops=lambda n: flops(n, sketch),
         bytes_moved=_bytes,
         tolerance=(2.0, 2.0),
-        kernel=_kernel(sketch),  # type: ignore[arg-type]
+        kernel=_kernel(sketch),
     )
 
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
+from hpcprof.apps.base import AppInfo, AppKind, Kernel, Region, real_dtype
 from hpcprof.apps.linalg import Arith, Round
+from hpcprof.records import Precision
 
 DIM = 4
 CLUSTERS = 4
@@ -147,10 +148,10 @@ def mse(data: Dataset, pred: np.ndarray) -> float:
     return float(np.mean((pred.astype(np.float64) - data.y_test) ** 2))
 
 
-def _kernel(method: str) -> object:
-    def kernel(n: int, precision: object, region: Region) -> float:
+def _kernel(method: str) -> Kernel:
+    def kernel(n: int, precision: Precision, region: Region) -> float:
         data = dataset(n)
-        ar = Arith(np.dtype(real_dtype(precision)))  # type: ignore[arg-type]
+        ar = Arith(np.dtype(real_dtype(precision)))
         with region:
             pred = fit_predict(data, method, ar)
         exact = exact_mse(data)
@@ -189,7 +190,7 @@ def _info(method: str, name: str, label: str) -> AppInfo:
         flops=flops,
         bytes_moved=lambda n, itemsize: (n * n / PARTS + n * (DIM + 2.0)) * itemsize,
         tolerance=(0.5, 0.5),
-        kernel=_kernel(method),  # type: ignore[arg-type]
+        kernel=_kernel(method),
     )
 
 
