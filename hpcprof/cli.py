@@ -17,6 +17,7 @@ import click
 from hpcprof.apps import APPS
 from hpcprof.backends import AUTO, BACKENDS, probe_all
 from hpcprof.cli_analysis import bits_needed, compare, machines
+from hpcprof.cli_bound import bound
 from hpcprof.cli_common import OneLineErrors, reported
 from hpcprof.config import RunConfig, SizeScale
 from hpcprof.launchers import LauncherKind
@@ -204,6 +205,7 @@ def report(run_dir: Path, png: bool) -> None:
 main.add_command(compare)
 main.add_command(bits_needed)
 main.add_command(machines)
+main.add_command(bound)
 
 if __name__ == "__main__":
     sys.exit(main())

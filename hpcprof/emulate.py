@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from hpcprof.apps import cg, gemm, stencil
+from hpcprof.apps import caqr, cg, gemm, glu, krr, rqr, stencil
 from hpcprof.errors import UnknownNameError
 
 Round = Callable[[np.ndarray], np.ndarray]
@@ -163,6 +163,30 @@ EMULATIONS: Mapping[str, EmulationInfo] = MappingProxyType(
                 kernel=triad_emulated,
                 size=20_000,
                 rounding="inputs; the result (one fused rounding)",
+            ),
+            EmulationInfo(
+                app="glu",
+                kernel=glu.emulated,
+                size=48,
+                rounding="inputs, sketches; each product, Householder step, solve row",
+            ),
+            EmulationInfo(
+                app="rqr",
+                kernel=rqr.emulated,
+                size=32,
+                rounding="inputs; each product and Householder step",
+            ),
+            EmulationInfo(
+                app="caqr",
+                kernel=caqr.emulated,
+                size=128,
+                rounding="inputs; each Householder step and Q product",
+            ),
+            EmulationInfo(
+                app="krr",
+                kernel=krr.emulated,
+                size=256,
+                rounding="inputs; each kernel-matrix step, Cholesky column, solve row",
             ),
         )
     }

@@ -3,8 +3,10 @@
 Runs, on this machine: the C and NumPy apps under the callgrind backend (small sizes, where
 valgrind is installed; the counted FP64 share), the built-in CPU suite under the timer
 backend (default sizes; times, with analytic FLOPs), ``hpcprof compare`` for
-Knights Landing 7210 -> Knights Mill 7295 (and the KNL 7250 and GPU models), and
-``hpcprof bits-needed``.
+Knights Landing 7210 -> Knights Mill 7295 (and the KNL 7250 and GPU models),
+``hpcprof bits-needed``, the TSQR words/messages per tree shape, ``hpcprof bound`` for the
+built-in loop nests and, where valgrind is installed, the bound against callgrind's
+cache-simulation traffic.
 Keeps only markdown and PNGs (a few hundred KB); run directories go to a temporary folder.
 
 Usage: make reference   (or .venv/bin/python scripts/hpcprof_reference.py [--quick])
@@ -63,11 +65,51 @@ def main(quick: bool) -> None:
     bits = hp("bits-needed", "--out", str(bits_dir), "-q", *(["--step", "4"] if quick else []))
     parts += ["## Mantissa bits needed\n", bits.split("\n", 2)[2], ""]
     shutil.copy(bits_dir / "bits_needed.png", OUT / "bits_needed.png")
+    parts += ["## TSQR communication per tree shape (8 ranks, 16 columns)\n", _tsqr_table(), ""]
+    parts += ["## Communication lower bounds (hpcprof bound)\n",
+              hp("bound", "-M", "4096", "-M", "32768"), ""]  # fmt: skip
+    if shutil.which("valgrind") and shutil.which("objdump"):
+        parts += ["## Bound vs measured LL-cache traffic (callgrind cache simulation)\n",
+                  _traffic(scratch, quick), ""]  # fmt: skip
+        shutil.copy(scratch / "traffic" / "traffic.png", OUT / "traffic_vs_bound.png")
     host = timer / "host.json"
     parts += ["## Host\n", "```json", host.read_text().strip(), "```", ""]
     (OUT / "README.md").write_text("\n".join(parts), encoding="utf-8")
     shutil.rmtree(scratch, ignore_errors=True)
     print(OUT / "README.md")
+
+
+def _tsqr_table() -> str:
+    """Words and messages of the busiest rank, and of a leaf rank, per tree arity."""
+    from hpcprof.apps.caqr import BLOCKS, COLUMNS, critical_path, levels, traffic
+
+    lines = ["| tree arity | rounds | busiest rank: words | busiest rank: messages | "
+             "leaf rank 1: words | leaf rank 1: messages |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for arity in (2, 4, BLOCKS):
+        words, msgs = critical_path(BLOCKS, COLUMNS, arity)
+        leaf = traffic(BLOCKS, COLUMNS, arity)[1]
+        rounds = len(levels(BLOCKS, arity))
+        lines.append(f"| {arity} | {rounds} | {words} | {msgs} | {leaf.words_sent + leaf.words_received} | "
+                     f"{leaf.messages_sent + leaf.messages_received} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _traffic(scratch: Path, quick: bool) -> str:
+    """Bound vs measured for GEMM (C and NumPy), MD and the training kernels (torch runs
+    take minutes each under valgrind: one memory size only)."""
+    from hpcprof.traffic import markdown, measure, plot
+
+    runs = [("gemm-c", 64), ("gemm-c", 128)]
+    if not quick:
+        runs += [("gemm-c", 256), ("gemm", 128), ("gemm", 256), ("md", 3), ("md", 4)]
+    points = [measure(app, size, m) for app, size in runs for m in (1024, 8192)]
+    if not quick:
+        points += [
+            measure(app, size, 8192) for app, size in (("gemm-train", 64), ("conv2d-train", 1))
+        ]
+    (scratch / "traffic").mkdir(parents=True, exist_ok=True)
+    plot(points, scratch / "traffic" / "traffic.png")
+    return markdown(points)
 
 
 if __name__ == "__main__":

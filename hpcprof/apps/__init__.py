@@ -6,7 +6,21 @@ creates data (no compiling, no probing).
 
 from __future__ import annotations
 
-from hpcprof.apps import cg, cuda, fft, gemm, lookup, md, stencil, stream, training
+from hpcprof.apps import (
+    caqr,
+    cg,
+    cuda,
+    fft,
+    gemm,
+    glu,
+    krr,
+    lookup,
+    md,
+    rqr,
+    stencil,
+    stream,
+    training,
+)
 from hpcprof.apps.base import AppInfo, AppKind, Device, Registry
 
 APPS: Registry = Registry(
@@ -19,6 +33,10 @@ APPS: Registry = Registry(
         *lookup.APPS,
         *fft.APPS,
         *training.APPS,
+        *glu.APPS,
+        *rqr.APPS,
+        *caqr.APPS,
+        *krr.APPS,
         *cuda.APPS,
     ]
 )

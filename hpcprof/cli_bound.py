@@ -1,0 +1,150 @@
+"""``hpcprof bound``: communication lower bounds of loop nests, optionally held against the
+traffic callgrind's cache simulation measures for the matching apps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hpcprof.cli_common import reported
+
+DEFAULT_MEMORY = (32768,)
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, int]:
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or not raw.isdigit():
+            raise click.BadParameter(f"{item!r}: expected NAME=N, e.g. i=1024", param_hint=option)
+        out[key] = int(raw)
+    return out
+
+
+def _sizes(values: tuple[str, ...]) -> list[tuple[str, int]]:
+    out = []
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not raw.isdigit():
+            raise click.BadParameter(
+                f"{item!r}: expected APP=N, e.g. gemm-c=128", param_hint="--measure"
+            )
+        out.append((key, int(raw)))
+    return out
+
+
+def bound_table(names: tuple[str, ...], files: tuple[str, ...], overrides: dict[str, int],
+                memories: tuple[int, ...]) -> str:  # fmt: skip
+    """Markdown table of bounds and tilings (library errors propagate)."""
+    from hpcprof.bound import NestError, lower_bound
+    from hpcprof.nests import NESTS, load_nest, nest_info
+
+    nests = []
+    for name in names or (() if files else tuple(NESTS)):
+        info = nest_info(name)
+        own = {k: v for k, v in overrides.items() if k in dict(info.loops)}
+        nests.append(info.build(own))
+    nests += [load_nest(f) for f in files]
+    unused = set(overrides) - {n for nest in nests for n, _ in nest.loops}
+    if unused:
+        raise NestError(f"--set {sorted(unused)[0]}: no selected nest has that loop")
+    lines = [
+        "| nest | loops | M (words) | LP exponent | lower bound (words) | compulsory | "
+        "tile | tiling's words | tiling / bound |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for nest in nests:
+        loops = " ".join(f"{n}={b}" for n, b in nest.loops)
+        for m in memories:
+            b = lower_bound(nest, m)
+            tile = " ".join(f"{n}={s}" for n, s in b.tile)
+            lines.append(
+                f"| {nest.name} | {loops} | {m} | {b.exponent:.4f} | {b.words:.4g} | "
+                f"{b.compulsory_words:.4g} | {tile} | {b.tiled_words:.4g} | {b.tiled_over_bound:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+@click.command("bound")
+@click.argument("nests", nargs=-1)
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Loop nest described in TOML (repeatable).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="LOOP=N",
+    help="Loop bound, for every selected nest that has the loop.",
+)
+@click.option(
+    "--memory",
+    "-M",
+    "memories",
+    multiple=True,
+    type=click.IntRange(min=2),
+    help=f"Fast memory in words (repeatable; default {DEFAULT_MEMORY[0]}).",
+)
+@click.option("--list", "list_only", is_flag=True, help="List the built-in nests.")
+@click.option(
+    "--measure",
+    "measure",
+    multiple=True,
+    metavar="APP=N",
+    help="Also run APP at size N under callgrind's cache simulation with an LL of "
+    "M words and report measured / bound (repeatable).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write bound.md (and traffic.md, traffic.png with --measure) here.",
+)
+@reported
+def bound(nests: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...],
+          memories: tuple[int, ...], list_only: bool, measure: tuple[str, ...],
+          out_dir: str | None) -> None:  # fmt: skip
+    """Lower bound on words moved for fast memory M (arXiv 2003.00119), and a tiling.
+
+    NESTS are built-in names (default: all); see --list.
+    """
+    from hpcprof.store import write_text
+
+    if list_only:
+        from hpcprof.nests import NESTS
+
+        for info in NESTS.values():
+            loops = " ".join(f"{n}={b}" for n, b in info.loops)
+            app = f"  [app: {info.app}]" if info.app else ""
+            click.echo(f"{info.name:<12} {info.summary}  ({loops}){app}")
+        return
+    memories = memories or DEFAULT_MEMORY
+    requests = _sizes(measure)
+    if requests:
+        from hpcprof.traffic import check_request
+
+        for app, _ in requests:
+            for m in memories:
+                check_request(app, m)
+    text = bound_table(nests, files, _pairs(overrides, "--set"), memories)
+    click.echo(text, nl=False)
+    out = Path(out_dir) if out_dir else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "bound.md", text)
+    if requests:
+        from hpcprof.traffic import markdown, plot
+        from hpcprof.traffic import measure as measure_app
+
+        points = [measure_app(app, size, m) for app, size in requests for m in memories]
+        table = markdown(points)
+        click.echo("\n" + table, nl=False)
+        if out is not None:
+            write_text(out / "traffic.md", table)
+            plot(points, out / "traffic.png")
