@@ -104,12 +104,15 @@ def summary_markdown(title: str, spec: SearchSpec, result: SearchResult) -> str:
     if result.combination is not None:
         c = result.combination
         verdict = "passes" if c.measure.passed else "FAILS"
-        drop = "-" if c.measure.drop is None else f"{c.measure.drop:.2f}"
+        if c.measure.accuracy is None:
+            how = "no final accuracy: the run diverged or failed, see points.csv"
+        else:
+            drop = "-" if c.measure.drop is None else f"{c.measure.drop:.2f}"
+            how = f"accuracy {_pct(c.measure.accuracy)}, drop {drop} points"
         lines += [
             "## Combination",
             "",
-            f"{', '.join(s.label for s in c.settings)} together: {verdict} "
-            f"(accuracy {_pct(c.measure.accuracy)}, drop {drop} points).",
+            f"{', '.join(s.label for s in c.settings)} together: {verdict} ({how}).",
             "",
         ]
     if result.notes:
