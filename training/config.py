@@ -39,6 +39,8 @@ DEFAULT_LRS: dict[str, tuple[float, ...]] = {
     "nesterov": (0.05, 0.1),
     "lars": (2.0, 5.0),
     "lamb": (0.005, 0.01),
+    "nlcg": (0.002, 0.005),
+    "kfac": (0.02, 0.05),
 }
 
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")

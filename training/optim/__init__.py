@@ -1,11 +1,13 @@
 """Optimizers for large-batch training, one per module, all reachable through a registry.
 
-Importing this package registers the built-in presets: ``sgd``, ``nesterov``, ``lars``, ``lamb``.
+Importing this package registers the built-in presets: ``sgd``, ``nesterov``, ``lars``, ``lamb``,
+``nlcg``.
 """
 
 from training.optim.groups import param_groups
 from training.optim.lamb import LAMB
 from training.optim.lars import LARS
+from training.optim.nlcg import NLCG, BetaRule
 from training.optim.registry import (
     OPTIMIZERS,
     OptimizerInfo,
@@ -18,8 +20,10 @@ from training.optim.sgd import SGD
 __all__ = [
     "LAMB",
     "LARS",
+    "NLCG",
     "OPTIMIZERS",
     "SGD",
+    "BetaRule",
     "OptimizerInfo",
     "build_optimizer",
     "get_optimizer_info",
