@@ -154,6 +154,8 @@ class RunConfig:
             (sync; works on CPU too) or over virtual sub-batches (ghost).
         ghost_batch_size: virtual batch size of ghost batch norm (per worker).
         kfac_update_interval: steps between K-FAC inverse updates (stale in between).
+        kfac_factor_interval: steps between K-FAC statistics collections (None: the
+            update interval, SP-NGD's choice).
         kfac_damping: Tikhonov damping of K-FAC.
         stats_format: spelling of the format K-FAC's factors are averaged in over the
             workers (None: float32), rounded with ``rounding``.
@@ -182,6 +184,7 @@ class RunConfig:
     batchnorm: BatchNormMode = BatchNormMode.PLAIN
     ghost_batch_size: int | None = None
     kfac_update_interval: int = 10
+    kfac_factor_interval: int | None = None
     kfac_damping: float = 1e-3
     stats_format: str | None = None
     nlcg_beta: str = "pr+"
@@ -235,11 +238,14 @@ class RunConfig:
                         f"LEGW warmup of {self.warmup_epochs * k:g} epochs (warmup_epochs="
                         f"{self.warmup_epochs:g} x batch multiple {k:g}) exceeds epochs={self.epochs}"
                     )
-        if self.kfac_update_interval < 1 or not self.kfac_damping >= 0:
+        factor_interval = self.kfac_factor_interval
+        if self.kfac_update_interval < 1 or (factor_interval is not None and factor_interval < 1):
             raise ConfigError(
-                f"kfac_update_interval={self.kfac_update_interval}, kfac_damping="
-                f"{self.kfac_damping}: need >= 1 and >= 0"
+                f"kfac_update_interval={self.kfac_update_interval}, kfac_factor_interval="
+                f"{factor_interval}: must be >= 1"
             )
+        if not self.kfac_damping >= 0:
+            raise ConfigError(f"kfac_damping={self.kfac_damping}: must be >= 0")
         if self.stats_format is not None:
             try:
                 parse_format(self.stats_format)
@@ -259,6 +265,7 @@ class RunConfig:
             fmt = None if self.stats_format is None else parse_format(self.stats_format)
             return {
                 "update_interval": self.kfac_update_interval,
+                "factor_interval": self.kfac_factor_interval,
                 "damping": self.kfac_damping,
                 "stats_format": fmt,
                 "stats_rounding": self.rounding,

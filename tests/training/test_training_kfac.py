@@ -110,7 +110,14 @@ def test_conv_factors_by_hand() -> None:
 
 def test_running_average_and_stale_inverses() -> None:
     net = _mlp()
-    opt = KFAC(net.parameters(), lr=0.01, factor_decay=0.75, update_interval=3, model=net)
+    opt = KFAC(
+        net.parameters(),
+        lr=0.01,
+        factor_decay=0.75,
+        factor_interval=1,
+        update_interval=3,
+        model=net,
+    )
     batches = [(torch.randn(6, 4, dtype=D), torch.randint(0, 3, (6,))) for _ in range(4)]
     running = None
     invs = []
@@ -122,6 +129,17 @@ def test_running_average_and_stale_inverses() -> None:
     assert torch.allclose(opt.state[net[0].weight]["A"], running, rtol=1e-12)
     assert torch.equal(invs[0], invs[1]) and torch.equal(invs[1], invs[2])  # stale
     assert not torch.equal(invs[2], invs[3])  # step 4 (= 1 + interval) recomputes
+
+
+def test_factors_follow_the_update_interval_by_default() -> None:
+    net = _mlp()
+    opt = KFAC(net.parameters(), lr=0.0, factor_decay=0.5, update_interval=2, model=net)
+    batches = [(torch.randn(6, 4, dtype=D), torch.randint(0, 3, (6,))) for _ in range(3)]
+    seen = [_mlp_factors_by_hand(net, x, y)[0][0] for x, y in batches]  # lr 0: fixed weights
+    for x, y in batches:
+        _one_step(net, opt, x, y)
+    # Steps 1 and 3 collect (0-based 0 and 2); step 2's batch is not seen.
+    assert torch.allclose(opt.state[net[0].weight]["A"], 0.5 * seen[0] + 0.5 * seen[2])
 
 
 def test_least_squares_step_is_the_exact_natural_gradient_step() -> None:

@@ -2,7 +2,8 @@
 
 For every Linear and Conv2d weight ``W`` (gradient ``V``, shape ``out x fan_in``) at step ``k``:
 
-1. every ``factor_interval`` steps: the batch factors ``A_b, G_b``
+1. every ``factor_interval`` steps (by default every ``update_interval`` steps: SP-NGD refreshes
+   statistics and inverses together and keeps both stale in between): the batch factors ``A_b, G_b``
    (:mod:`training.optim.kronecker`) collected by hooks during forward and backward, averaged
    over the workers (all-reduce; in an emulated format through
    :func:`precision.collectives.reduce_flat` when ``stats_format`` is set), then
@@ -55,7 +56,10 @@ class KFAC(torch.optim.Optimizer):
         damping: Tikhonov damping ``l`` of the Fisher.
         pi_damping: split the damping between the factors by ``pi`` (else ``sqrt(l)`` each).
         factor_decay: running-average decay ``d`` of the factors.
-        factor_interval: collect and average the factors every this many steps.
+        factor_interval: collect and average the factors every this many steps (None: every
+            ``update_interval`` steps). Collecting costs more than the inversion for
+            convolutions with many input channels: im2col makes ``A`` a product of
+            ``(N*T) x (C*k*k)`` rows, several times the layer's own forward cost.
         update_interval: recompute the inverses every this many steps.
         stats_format: average the factors over the workers in this emulated format (None:
             float32 all-reduce).
@@ -75,7 +79,7 @@ class KFAC(torch.optim.Optimizer):
         damping: float = 1e-3,
         pi_damping: bool = True,
         factor_decay: float = 0.95,
-        factor_interval: int = 1,
+        factor_interval: int | None = None,
         update_interval: int = 10,
         stats_format: Format | None = None,
         stats_rounding: RoundingMode = RoundingMode.NEAREST_EVEN,
@@ -90,6 +94,8 @@ class KFAC(torch.optim.Optimizer):
             )
         if not 0.0 <= factor_decay < 1.0:
             raise ValueError(f"KFAC factor_decay={factor_decay}: must be in [0, 1)")
+        if factor_interval is None:
+            factor_interval = update_interval
         if factor_interval < 1 or update_interval < 1:
             raise ValueError(
                 f"KFAC factor_interval={factor_interval}, update_interval={update_interval}: "
