@@ -294,6 +294,19 @@ def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
     help="Base learning rates for every optimizer [default: 2 per optimizer].",
 )
 @click.option("--seeds", default="0", show_default=True, callback=_comma_list(int))
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Record steps/epochs to this test accuracy per cell (batch-size-limit study).",
+)
+@click.option(
+    "--limit-tolerance",
+    type=click.FloatRange(min=0),
+    default=0.01,
+    show_default=True,
+    help="Accuracy loss vs the smallest batch that marks an optimizer's batch-size limit.",
+)
 @_shared_options
 def sweep_cmd(**opts: Any) -> None:
     """Grid of bits x APS x batch size x optimizer x learning rate x seed (resumable).
@@ -325,7 +338,15 @@ def sweep_cmd(**opts: Any) -> None:
     _shared_config(spec.arms(), opts)  # validates every cell (e.g. batch divisible by workers)
     click.echo(f"sweep {root.name}: {len(spec.arms())} cells, {shared.workers} workers", err=True)
     root, results = _execute(
-        lambda: run_sweep(spec, shared, opts["output_dir"], on_event=_progress), root
+        lambda: run_sweep(
+            spec,
+            shared,
+            opts["output_dir"],
+            on_event=_progress,
+            target_accuracy=opts["target_accuracy"],
+            tolerance=opts["limit_tolerance"],
+        ),
+        root,
     )
     if not is_primary_process():
         return

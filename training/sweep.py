@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from precision.formats import FloatFormat
+from training import batch_limit
 from training.config import DEFAULT_LRS, ArmSpec, ConfigError, RunConfig
 from training.loop import run_study
 from training.records import atomic_write_text
@@ -128,6 +129,8 @@ def run_sweep(
     output_dir: Path,
     *,
     on_event: Callable[[Any], None] | None = None,
+    target_accuracy: float | None = None,
+    tolerance: float = 0.01,
 ) -> tuple[Path, pd.DataFrame]:
     """Train every cell not already finished, then write the results table and plots.
 
@@ -136,6 +139,7 @@ def run_sweep(
         shared: settings common to all cells (its ``arms`` are replaced by the grid).
         output_dir: parent of the sweep directory.
         on_event: progress events from rank 0.
+        target_accuracy, tolerance: see :func:`write_sweep_report`.
 
     Returns:
         The sweep directory and the results table (one row per cell).
@@ -149,24 +153,47 @@ def run_sweep(
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / SWEEP_FILE, json.dumps(spec.to_dict(), indent=2) + "\n")
     run_study(cfg, root, on_event=on_event)
-    return root, write_sweep_report(root)
+    return root, write_sweep_report(root, target_accuracy=target_accuracy, tolerance=tolerance)
 
 
-def write_sweep_report(root: Path) -> pd.DataFrame:
-    """Results table (CSV, and Parquet when pyarrow imports) and the two sweep plots.
+def write_sweep_report(
+    root: Path, *, target_accuracy: float | None = None, tolerance: float = 0.01
+) -> pd.DataFrame:
+    """Results table (CSV, and Parquet when pyarrow imports), the sweep plots and the
+    batch-size-limit study (:mod:`training.batch_limit`): ``batch_study.csv`` (best LR per
+    format x APS x optimizer x batch), ``batch_limit.csv`` and, with a target accuracy,
+    steps to target and ``steps_to_target.png``.
+
+    Args:
+        root: the sweep directory.
+        target_accuracy: test accuracy whose first epoch reaching it is recorded (None: off).
+        tolerance: accuracy loss against the smallest batch that marks the batch-size limit.
 
     Returns:
         The results table, one row per cell.
     """
     write_report(root)
-    results = summary_frame(load_run(root))
+    data = load_run(root)
+    results = summary_frame(data)
     write_csv(root / "results.csv", results)
+    _write_batch_study(data, results, root, target_accuracy, tolerance)
     write_parquet(root / "results.parquet", results)
     best = best_lr(results)
     if not best.empty:
         _plot_vs(best, "bits", root / "accuracy_vs_bits.png", "communication bits", log2=False)
         _plot_vs(best, "batch_size", root / "accuracy_vs_batch.png", "global batch size", log2=True)
     return results
+
+
+def _write_batch_study(
+    data: Any, results: pd.DataFrame, root: Path, target: float | None, tolerance: float
+) -> None:
+    reached = None if target is None else batch_limit.steps_to_target(data, target)
+    best = batch_limit.best_cells(results, reached)
+    write_csv(root / "batch_study.csv", best)
+    write_csv(root / "batch_limit.csv", batch_limit.batch_size_limit(best, tolerance))
+    if target is not None and not best.empty:
+        batch_limit.plot_steps_to_target(best, root / "steps_to_target.png", target)
 
 
 def best_lr(results: pd.DataFrame) -> pd.DataFrame:
