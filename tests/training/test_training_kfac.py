@@ -183,19 +183,20 @@ def _worker_factors(ctx: WorkerContext, payload: Any, emit: Any) -> list[Any]:
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("fmt", [None, "bfloat16"])
-def test_two_workers_average_to_the_whole_batch_factors(fmt: str | None) -> None:
+@pytest.mark.parametrize(("workers", "fmt"), [(2, None), (2, "bfloat16"), (4, None)])
+def test_workers_average_to_the_whole_batch_factors(workers: int, fmt: str | None) -> None:
     torch.manual_seed(3)
     x, y = torch.randn(8, 1, 4, 4), torch.randint(0, 3, (8,))
-    result = launch(_worker_factors, (x, y, fmt), workers=2, device=Device.CPU, timeout_s=30)
+    result = launch(_worker_factors, (x, y, fmt), workers=workers, device=Device.CPU, timeout_s=30)
     ranks = [[torch.from_numpy(a) for a in r] for r in result]
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(8, 3))
     opt = KFAC(net.parameters(), lr=0.0, model=net)
     _one_step(net, opt, x, y)
     whole = [opt.state[w][k] for w in opt.layers.values() for k in ("A", "G")]
-    for a, b in zip(ranks[0], ranks[1], strict=True):
-        assert torch.equal(a, b)  # every worker holds the same factors
+    for other in ranks[1:]:
+        for a, b in zip(ranks[0], other, strict=True):
+            assert torch.equal(a, b)  # every worker holds the same factors
     tol = 1e-6 if fmt is None else 2.0**-8  # bfloat16: 8 significant bits, one rounding
     for got, want in zip(ranks[0], whole, strict=True):
         assert torch.allclose(got, want, rtol=tol, atol=tol * float(want.abs().max()))
@@ -219,9 +220,10 @@ def test_resume_through_the_checkpoint_is_bit_exact(
 ) -> None:
     monkeypatch.setenv("PRECISION_KERNEL", "eager")
     arms = three_arms(FloatFormat.from_bits(8), batch_size=64, optimizer="kfac", lr=0.02,
-                      seed=3, which=("float32",))  # fmt: skip
+                      seed=3, which=("aps",))  # fmt: skip
     # An inverse interval that does not divide the steps per epoch: the resumed run starts
-    # with stale inverses from the checkpoint. The factors travel in e5m2 (stochastic).
+    # with stale inverses from the checkpoint. Gradients travel in e5m2 with APS, and so do
+    # the factors (stochastic rounding, keyed by the optimizer's saved counter).
     cfg = RunConfig(arms=arms, dataset="synthetic", epochs=2, workers=2, device=Device.CPU,
                     warmup_epochs=0.5, kfac_update_interval=3, stats_format="e5m2",
                     rounding="stochastic")  # fmt: skip
