@@ -26,7 +26,8 @@ as a momentum coefficient is bounded; ``None`` gives the unclamped textbook rule
 is kept in units of ``s`` (not of ``lr * s``) so a changing learning rate rescales the whole
 step rather than only its newest term. Groups with ``weight_decay=0`` (biases and BN
 parameters from :func:`training.optim.param_groups`) take part in the direction but are not
-decayed. All state is per parameter (in ``state_dict``), so a checkpoint resumes bit-exactly.
+decayed. All state is per parameter (in ``state_dict``: second moments, direction, ``s_{k-1}`` and
+the per-tensor ``g.s`` and ``d.g`` of the last step), so a checkpoint resumes bit-exactly.
 """
 
 from __future__ import annotations
@@ -138,49 +139,61 @@ class NLCG(torch.optim.Optimizer):
                 state["exp_avg_sq"] = torch.zeros_like(p)
             state["step"] += 1
             grads.append(g)
-            precs.append(self._precondition(g, state))
+            precs.append(self._precondition(g, grad, state))
         k = int(self.state[items[0][0]]["step"])
-        beta = self._beta(k, items, grads, precs)
+        prev = [self.state[p] for p, _ in items]
+        gs = _dots(grads, precs)
+        beta = self._beta(k, prev, grads, gs)
         self.last_beta = beta
-        for (p, group), g, s in zip(items, grads, precs, strict=True):
+        hs = self.beta_rule is BetaRule.HS
+        for (p, group), g, s, gs_i in zip(items, grads, precs, gs, strict=True):
             state = self.state[p]
-            d = s.neg() if beta == 0.0 else state["direction"].mul(beta).sub_(s)
-            state["direction"], state["prev_grad"], state["prev_precond"] = d, g.clone(), s
+            d = s.neg() if beta == 0.0 else state["direction"].mul_(beta).sub_(s)
+            state["direction"], state["prev_precond"], state["gs"] = d, s, gs_i
+            if hs:  # d_k.g_k, the part of HS's next denominator known now
+                state["dg"] = _dots([d], [g])[0]
             p.add_(d, alpha=group["lr"])
         return loss
 
-    def _precondition(self, g: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+    def _precondition(
+        self, g: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]
+    ) -> torch.Tensor:
         v = state["exp_avg_sq"]
         v.mul_(self.beta2).addcmul_(g, g, value=1.0 - self.beta2)
-        if not self.precondition:
-            return g.clone()
+        if not self.precondition:  # kept as s_{k-1}: must not alias the gradient buffer
+            return g.clone() if g is grad else g
         correction = 1.0 - self.beta2 ** int(state["step"])
-        return g / ((v / correction).sqrt_().add_(self.eps))
+        denom = v.sqrt().div_(math.sqrt(correction)).add_(self.eps)
+        return torch.div(g, denom, out=denom)
 
     def _beta(
         self,
         k: int,
-        items: list[tuple[torch.Tensor, dict[str, Any]]],
+        prev: list[dict[str, Any]],
         grads: list[torch.Tensor],
-        precs: list[torch.Tensor],
+        gs: list[torch.Tensor],
     ) -> float:
-        """The conjugacy coefficient of step ``k`` (1-based); 0.0 means restart."""
-        first = any("direction" not in self.state[p] for p, _ in items)
+        """The conjugacy coefficient of step ``k`` (1-based); 0.0 means restart.
+
+        Only inner products are formed, each tensor's in its dtype and summed in float64;
+        the previous step's ``g.s`` and (HS) ``d.g`` come from the state, so no previous
+        gradient is kept: ``g.(s_k - s_{k-1}) = g.s_k - g.s_{k-1}`` and
+        ``d_{k-1}.y = d_{k-1}.g_k - d_{k-1}.g_{k-1}``.
+        """
+        first = any("direction" not in st for st in prev)
         if first or (self.restart_every and (k - 1) % self.restart_every == 0):
             return 0.0
-        dot = _dot
-        prev = [self.state[p] for p, _ in items]
+        gs_now = _total(gs)
+        gs_prev = _total([st["gs"] for st in prev])
         if self.beta_rule is BetaRule.FR:
-            num = dot(grads, precs)
-            den = dot([s["prev_grad"] for s in prev], [s["prev_precond"] for s in prev])
+            num, den = gs_now, gs_prev
         else:
-            ds = [s_k - st["prev_precond"] for s_k, st in zip(precs, prev, strict=True)]
-            num = dot(grads, ds)
+            num = gs_now - _total(_dots(grads, [st["prev_precond"] for st in prev]))
             if self.beta_rule is BetaRule.HS:
-                ys = [g - st["prev_grad"] for g, st in zip(grads, prev, strict=True)]
-                den = dot([st["direction"] for st in prev], ys)
+                dg = _total(_dots([st["direction"] for st in prev], grads))
+                den = dg - _total([st["dg"] for st in prev])
             else:
-                den = dot([s["prev_grad"] for s in prev], [s["prev_precond"] for s in prev])
+                den = gs_prev
         if den == 0.0 or not math.isfinite(num / den):
             return 0.0
         beta = num / den
@@ -189,12 +202,14 @@ class NLCG(torch.optim.Optimizer):
         return beta if self.beta_max is None else min(beta, self.beta_max)
 
 
-def _dot(xs: list[torch.Tensor], ys: list[torch.Tensor]) -> float:
-    """Sum of the elementwise products over all tensors, accumulated in float64."""
-    total = torch.zeros((), dtype=torch.float64)
-    for x, y in zip(xs, ys, strict=True):
-        total += torch.dot(x.reshape(-1).double(), y.reshape(-1).double())
-    return float(total)
+def _dots(xs: list[torch.Tensor], ys: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-tensor inner products (0-d float64 tensors)."""
+    return [torch.dot(x.reshape(-1), y.reshape(-1)).double() for x, y in zip(xs, ys, strict=True)]
+
+
+def _total(parts: list[torch.Tensor]) -> float:
+    """Sum of per-tensor inner products, in float64, with one synchronization."""
+    return float(torch.stack(parts).sum())
 
 
 NLCG_INFO = register_optimizer(
