@@ -20,6 +20,7 @@ def test_parameter_count_matches_the_published_model(variant: str) -> None:
     assert sum(p.numel() for p in model.parameters()) == PUBLISHED[variant]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [BatchNormMode.PLAIN, BatchNormMode.GHOST])
 def test_forward_on_32x32_with_the_batchnorm_factory(mode: BatchNormMode) -> None:
     torch.manual_seed(0)

@@ -214,6 +214,7 @@ def test_needs_a_model_and_valid_settings() -> None:
         KFAC(net.parameters(), factor_decay=1.0, model=net)
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_resume_through_the_checkpoint_is_bit_exact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

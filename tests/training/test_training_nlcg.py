@@ -162,6 +162,7 @@ def test_excluded_groups_are_not_decayed() -> None:
     assert torch.equal(net.bias, b0)
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_resume_through_the_checkpoint_is_bit_exact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
