@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from precision.rounding import RoundingMode
-from training.config import REDUCTIONS, ArmSpec, Backend, Device, RunConfig
+from training.config import NLCG_BETAS, REDUCTIONS, ArmSpec, Backend, Device, RunConfig
 from training.data import DATASETS
 from training.executor import ExecutorKind, SlurmSettings
 from training.models import MODELS
@@ -97,6 +97,16 @@ def _shared_option_list(
         click.option("--base-batch-size", type=click.IntRange(min=1), default=64, show_default=True,
                      help="Batch size at which --lr applies (scaled linearly, sqrt under --legw)."),
         click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True),
+        click.option("--kfac-update-interval", type=click.IntRange(min=1), default=10, show_default=True,
+                     help="kfac: steps between inverse updates (the factors are stale in between)."),
+        click.option("--kfac-factor-interval", type=click.IntRange(min=1), default=None,
+                     help="kfac: steps between statistics collections [default: the update interval]."),
+        click.option("--kfac-damping", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+                     help="kfac: Tikhonov damping, split between the factors by pi."),
+        click.option("--stats-format", default=None,
+                     help="kfac: format the factors are averaged in over the workers [default: float32]."),
+        click.option("--nlcg-beta", type=click.Choice(list(NLCG_BETAS)), default="pr+", show_default=True,
+                     help="nlcg: Fletcher-Reeves, Polak-Ribiere(+) or Hestenes-Stiefel beta."),
         click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
                      show_default=True),
         click.option("--device", type=click.Choice([d.value for d in Device]), default="auto", show_default=True),
@@ -130,6 +140,11 @@ def _shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig
             timeout_s=opts["timeout_s"],
             batchnorm=opts["batchnorm"],
             ghost_batch_size=opts["ghost_batch_size"],
+            kfac_update_interval=opts["kfac_update_interval"],
+            kfac_factor_interval=opts["kfac_factor_interval"],
+            kfac_damping=opts["kfac_damping"],
+            stats_format=opts["stats_format"],
+            nlcg_beta=opts["nlcg_beta"],
         )
     except ValueError as exc:
         raise StudyUsageError(str(exc)) from None

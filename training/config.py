@@ -40,7 +40,13 @@ DEFAULT_LRS: dict[str, tuple[float, ...]] = {
     "nesterov": (0.05, 0.1),
     "lars": (2.0, 5.0),
     "lamb": (0.005, 0.01),
+    "nlcg": (0.002, 0.005),
+    "kfac": (0.02, 0.05),
 }
+
+#: NLCG beta rules (``training.optim.BetaRule`` values; the optimizer package is not imported
+#: here, so the config stays importable without torch's optimizer stack).
+NLCG_BETAS = ("fr", "pr", "pr+", "hs")
 
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
@@ -161,6 +167,13 @@ class RunConfig:
         batchnorm: batch-norm statistics per worker (plain), synchronized across workers
             (sync; works on CPU too) or over virtual sub-batches (ghost).
         ghost_batch_size: virtual batch size of ghost batch norm (per worker).
+        kfac_update_interval: steps between K-FAC inverse updates (stale in between).
+        kfac_factor_interval: steps between K-FAC statistics collections (None: the
+            update interval, SP-NGD's choice).
+        kfac_damping: Tikhonov damping of K-FAC.
+        stats_format: spelling of the format K-FAC's factors are averaged in over the
+            workers (None: float32), rounded with ``rounding``.
+        nlcg_beta: NLCG's beta rule (``fr``, ``pr``, ``pr+``, ``hs``).
         schema: version of this layout.
     """
 
@@ -184,6 +197,11 @@ class RunConfig:
     timeout_s: float = 60.0
     batchnorm: BatchNormMode = BatchNormMode.PLAIN
     ghost_batch_size: int | None = None
+    kfac_update_interval: int = 10
+    kfac_factor_interval: int | None = None
+    kfac_damping: float = 1e-3
+    stats_format: str | None = None
+    nlcg_beta: str = "pr+"
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -234,11 +252,41 @@ class RunConfig:
                         f"LEGW warmup of {self.warmup_epochs * k:g} epochs (warmup_epochs="
                         f"{self.warmup_epochs:g} x batch multiple {k:g}) exceeds epochs={self.epochs}"
                     )
+        factor_interval = self.kfac_factor_interval
+        if self.kfac_update_interval < 1 or (factor_interval is not None and factor_interval < 1):
+            raise ConfigError(
+                f"kfac_update_interval={self.kfac_update_interval}, kfac_factor_interval="
+                f"{factor_interval}: must be >= 1"
+            )
+        if not self.kfac_damping >= 0:
+            raise ConfigError(f"kfac_damping={self.kfac_damping}: must be >= 0")
+        if self.stats_format is not None:
+            try:
+                parse_format(self.stats_format)
+            except ValueError as exc:
+                raise ConfigError(f"stats_format: {exc}") from None
+        if self.nlcg_beta not in NLCG_BETAS:
+            raise ConfigError(f"nlcg_beta={self.nlcg_beta!r}: choose from {', '.join(NLCG_BETAS)}")
         if self.base_batch_size < 1 or self.weight_decay < 0 or not self.timeout_s > 0:
             raise ConfigError(
                 f"base_batch_size={self.base_batch_size}, weight_decay={self.weight_decay}, "
                 f"timeout_s={self.timeout_s}: need >= 1, >= 0 and > 0"
             )
+
+    def optimizer_options(self, name: str) -> dict[str, Any]:
+        """Hyper-parameters of optimizer ``name`` that this configuration sets (may be empty)."""
+        if name == "kfac":
+            fmt = None if self.stats_format is None else parse_format(self.stats_format)
+            return {
+                "update_interval": self.kfac_update_interval,
+                "factor_interval": self.kfac_factor_interval,
+                "damping": self.kfac_damping,
+                "stats_format": fmt,
+                "stats_rounding": self.rounding,
+            }
+        if name == "nlcg":
+            return {"beta_rule": self.nlcg_beta}
+        return {}
 
     def arm(self, name: str) -> ArmSpec:
         """The arm called ``name``.

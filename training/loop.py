@@ -167,7 +167,13 @@ def train_arm(
         batchnorm=cfg.batchnorm,
         ghost_batch_size=cfg.ghost_batch_size,
     ).to(ctx.device)
-    optimizer = build_optimizer(arm.optimizer, param_groups(model, cfg.weight_decay), lr=arm.lr)
+    optimizer = build_optimizer(
+        arm.optimizer,
+        param_groups(model, cfg.weight_decay),
+        model=model,
+        lr=arm.lr,
+        **cfg.optimizer_options(arm.optimizer),
+    )
     casts = RoleCasts(arm.casts, seed=arm.seed, rank=ctx.rank)
     optimizer = casts.install(model, optimizer)
     shard = ShardSpec(rank=ctx.rank, world_size=ctx.world_size, seed=arm.seed, drop_last=True)

@@ -167,7 +167,9 @@ def run_sweep(
 
 
 def write_sweep_report(root: Path) -> pd.DataFrame:
-    """Results table (CSV, and Parquet when pyarrow imports) and the two sweep plots.
+    """Results table (CSV, and Parquet when pyarrow imports), the spread over seeds, the
+    batch-size-limit study (:mod:`training.batch_limit`, with the target accuracy and
+    tolerance saved in ``sweep.json``) and the sweep plots.
 
     Returns:
         The results table, one row per cell.

@@ -173,11 +173,12 @@ def test_state_dict_round_trip(info: OptimizerInfo) -> None:
         model(x).square().mean().backward()
         opt.step()
 
-    opt = build_optimizer(info.name, param_groups(net, 1e-2), lr=0.01)
+    clone = copy.deepcopy(net)  # before any optimizer hooks the model (K-FAC does)
+    opt = build_optimizer(info.name, param_groups(net, 1e-2), model=net, lr=0.01)
     for _ in range(3):
         step(net, opt)
-    clone = copy.deepcopy(net)
-    restored = build_optimizer(info.name, param_groups(clone, 0.5), lr=99.0)
+    clone.load_state_dict(net.state_dict())
+    restored = build_optimizer(info.name, param_groups(clone, 0.5), model=clone, lr=99.0)
     restored.load_state_dict(copy.deepcopy(opt.state_dict()))
     assert restored.param_groups[0]["lr"] == 0.01
     for _ in range(2):

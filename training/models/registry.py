@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from training.models.batchnorm import BatchNormMode, convert_batchnorm
+from training.models.efficientnet import SCALINGS, EfficientNet
 from training.models.resnet import CifarResNet, ResNet50
 from training.models.simple import MLP, SmallCNN
 from training.registry import Registry
@@ -127,3 +128,22 @@ register_model(
         reference=f"{_HE2016} table 1; zero-init residual BN per Goyal et al. 2017",
     )
 )
+
+
+def _efficientnet(variant: str) -> Builder:
+    def build(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+        return EfficientNet(SCALINGS[variant], in_channels, num_classes, image_size)
+
+    return build
+
+
+for _variant, _scaling in SCALINGS.items():
+    register_model(
+        ModelInfo(
+            name=f"efficientnet_{_variant}",
+            builder=_efficientnet(_variant),
+            min_image_size=8,
+            reference=f"Tan and Le 2019, arXiv:1905.11946 (width {_scaling.width}, depth "
+            f"{_scaling.depth}, resolution {_scaling.resolution}); at scale: arXiv:2011.00071",
+        )
+    )

@@ -1,11 +1,14 @@
 """Optimizers for large-batch training, one per module, all reachable through a registry.
 
-Importing this package registers the built-in presets: ``sgd``, ``nesterov``, ``lars``, ``lamb``.
+Importing this package registers the built-in presets: ``sgd``, ``nesterov``, ``lars``, ``lamb``,
+``nlcg``, ``kfac``.
 """
 
 from training.optim.groups import param_groups
+from training.optim.kfac import KFAC
 from training.optim.lamb import LAMB
 from training.optim.lars import LARS
+from training.optim.nlcg import NLCG, BetaRule
 from training.optim.registry import (
     OPTIMIZERS,
     OptimizerInfo,
@@ -16,10 +19,13 @@ from training.optim.registry import (
 from training.optim.sgd import SGD
 
 __all__ = [
+    "KFAC",
     "LAMB",
     "LARS",
+    "NLCG",
     "OPTIMIZERS",
     "SGD",
+    "BetaRule",
     "OptimizerInfo",
     "build_optimizer",
     "get_optimizer_info",

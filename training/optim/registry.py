@@ -28,12 +28,15 @@ class OptimizerInfo:
         cls: the ``torch.optim.Optimizer`` subclass.
         defaults: keyword arguments passed to ``cls`` unless overridden (read-only copy).
         reference: paper (and section) the update rule follows.
+        needs_model: the class takes ``model=`` (it hooks the layers, e.g. K-FAC);
+            :func:`build_optimizer` passes it.
     """
 
     name: str
     cls: type[torch.optim.Optimizer]
     defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
     reference: str = ""
+    needs_model: bool = False
 
     def __post_init__(self) -> None:
         accepted = _accepted_kwargs(self.cls)
@@ -48,7 +51,8 @@ class OptimizerInfo:
 def _accepted_kwargs(cls: type[torch.optim.Optimizer]) -> set[str]:
     kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     signature = inspect.signature(cls.__init__).parameters
-    return {n for n, p in signature.items() if p.kind in kinds and n not in ("self", "params")}
+    skip = ("self", "params", "model")
+    return {n for n, p in signature.items() if p.kind in kinds and n not in skip}
 
 
 OPTIMIZERS: Registry[OptimizerInfo] = Registry("optimizer")
@@ -78,13 +82,17 @@ def get_optimizer_info(name: str) -> OptimizerInfo:
     return OPTIMIZERS.get(name)
 
 
-def build_optimizer(name: str, params: ParamsT, **overrides: Any) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, params: ParamsT, *, model: torch.nn.Module | None = None, **overrides: Any
+) -> torch.optim.Optimizer:
     """Instantiate a registered optimizer.
 
     Args:
         name: registry name, e.g. ``lars``.
         params: parameters or parameter groups, typically from :func:`param_groups`; a
             group's own ``weight_decay`` wins over the preset's.
+        model: the module being trained; passed to optimizers that hook its layers
+            (``needs_model``), ignored by the others.
         **overrides: hyper-parameters replacing the preset's defaults (e.g. ``lr``).
 
     Returns:
@@ -92,10 +100,16 @@ def build_optimizer(name: str, params: ParamsT, **overrides: Any) -> torch.optim
 
     Raises:
         UnknownNameError: if ``name`` is not registered.
-        ValueError: if an override is not a parameter of the optimizer class.
+        ValueError: if an override is not a parameter of the optimizer class, or the
+            optimizer needs a model and none was given.
     """
     info = OPTIMIZERS.get(name)
     unknown = sorted(set(overrides) - _accepted_kwargs(info.cls))
     if unknown:
         raise ValueError(f"optimizer {name!r} ({info.cls.__name__}) takes no {', '.join(unknown)}")
-    return info.cls(params, **{**info.defaults, **overrides})
+    kwargs = {**info.defaults, **overrides}
+    if info.needs_model:
+        if model is None:
+            raise ValueError(f"optimizer {name!r} hooks the model's layers: pass model=")
+        kwargs["model"] = model
+    return info.cls(params, **kwargs)
