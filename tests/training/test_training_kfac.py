@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def test_mlp_factors_and_damped_step_by_hand() -> None:
     x, y = torch.randn(8, 4, dtype=D), torch.tensor([0, 1, 2, 0, 1, 2, 2, 1])
     want = _mlp_factors_by_hand(net, x, y)
     before = [p.detach().clone() for p in net.parameters()]
-    opt = KFAC(net.parameters(), lr=0.1, momentum=0.0, damping=0.01, model=net)
+    opt = KFAC(net.parameters(), lr=0.1, momentum=0.0, damping=0.01, kl_clip=None, model=net)
     opt.zero_grad()
     F.cross_entropy(net(x), y).backward()
     grads = [p.grad.clone() for p in net.parameters()]  # type: ignore[union-attr]
@@ -156,7 +157,7 @@ def test_least_squares_step_is_the_exact_natural_gradient_step() -> None:
     fisher = per_sample.t() @ per_sample / len(x)
     grad = per_sample.mean(0)
     natural = torch.linalg.solve(fisher, grad).view(2, 3)
-    opt = KFAC(layer.parameters(), lr=0.5, momentum=0.0, damping=0.0, model=layer)
+    opt = KFAC(layer.parameters(), lr=0.5, momentum=0.0, damping=0.0, kl_clip=None, model=layer)
     opt.zero_grad()
     (0.5 * (layer(x) - y).square().sum(1).mean()).backward()
     opt.step()
@@ -258,3 +259,27 @@ def test_cli_records_the_kfac_options(tmp_path: Path) -> None:
     cfg = RunConfig.load(run_dir / "config.json")
     assert (cfg.stats_format, cfg.kfac_update_interval, cfg.kfac_damping) == ("e4m3", 5, 0.01)
     assert cfg.arms[0].optimizer == "kfac"
+
+
+def test_kl_clipping_scales_the_step_to_the_bound() -> None:
+    """The clipped step u' = nu u has lr**2 u'.g == kl_clip when the raw step exceeds it."""
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(3, 2, bias=False)).double()  # float64: exact differences
+    x, y = torch.randn(16, 3, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
+    steps = {}
+    for clip in (None, 1e-6):
+        layer = copy.deepcopy(net)
+        opt = KFAC(layer.parameters(), lr=0.5, momentum=0.0, damping=0.0, kl_clip=clip,
+                   model=layer)  # fmt: skip
+        w0 = layer[0].weight.detach().clone()
+        nn.functional.mse_loss(layer(x), y).backward()
+        g = layer[0].weight.grad.detach().clone()  # type: ignore[union-attr]
+        opt.step()
+        steps[clip] = (w0 - layer[0].weight.detach()) / 0.5  # the update u
+    raw, clipped = steps[None], steps[1e-6]
+    vg = 0.25 * float((raw * g).sum())
+    assert vg > 1e-6  # the bound is active
+    nu = (1e-6 / vg) ** 0.5
+    assert torch.allclose(clipped, nu * raw, rtol=1e-9, atol=0)
+    with pytest.raises(ValueError, match="kl_clip"):
+        KFAC(net.parameters(), kl_clip=0.0, model=net)

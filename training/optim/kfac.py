@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -64,6 +65,11 @@ class KFAC(torch.optim.Optimizer):
         stats_format: average the factors over the workers in this emulated format (None:
             float32 all-reduce).
         stats_rounding: rounding of that reduction.
+        kl_clip: bound on the step's predicted change of the model's output distribution
+            (KL clipping, Ba, Grosse and Martens 2017): the preconditioned updates are scaled
+            by ``min(1, sqrt(kl_clip / sum(lr**2 * u.g)))``. Without it a small damping lets
+            the natural-gradient step grow without limit where the factors are nearly
+            singular (an MLP on an easy task diverges within a few steps). None: off.
         model: the module whose Linear/Conv2d layers are preconditioned (hooks are added).
 
     Raises:
@@ -83,6 +89,7 @@ class KFAC(torch.optim.Optimizer):
         update_interval: int = 10,
         stats_format: Format | None = None,
         stats_rounding: RoundingMode = RoundingMode.NEAREST_EVEN,
+        kl_clip: float | None = 1e-3,
         model: nn.Module | None = None,
     ) -> None:
         if model is None:
@@ -101,7 +108,10 @@ class KFAC(torch.optim.Optimizer):
                 f"KFAC factor_interval={factor_interval}, update_interval={update_interval}: "
                 "must be >= 1"
             )
+        if kl_clip is not None and not kl_clip > 0:
+            raise ValueError(f"KFAC kl_clip={kl_clip}: must be > 0, or None for no clipping")
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
+        self.kl_clip = None if kl_clip is None else float(kl_clip)
         self.damping = float(damping)
         self.pi_damping = bool(pi_damping)
         self.factor_decay = float(factor_decay)
@@ -218,12 +228,22 @@ class KFAC(torch.optim.Optimizer):
         if self.steps % self.update_interval == 0:
             self._update_inverses()
         weights = {id(w) for w in self.layers.values()}
+        pre: dict[int, torch.Tensor] = {}
+        vg = 0.0  # sum of lr**2 * u.g over the preconditioned weights (KL clipping)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and id(p) in weights:
+                    pre[id(p)] = u = self._preconditioned(p, p.grad)
+                    vg += group["lr"] ** 2 * float((u * p.grad).sum())
+        nu = 1.0
+        if self.kl_clip is not None and vg > 0 and math.isfinite(vg):
+            nu = min(1.0, math.sqrt(self.kl_clip / vg))
         for group in self.param_groups:
             lr, m, wd = group["lr"], group["momentum"], group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                u = self._preconditioned(p, p.grad) if id(p) in weights else p.grad.clone()
+                u = pre[id(p)].mul_(nu) if id(p) in pre else p.grad.clone()
                 if wd != 0:
                     u.add_(p, alpha=wd)
                 state = self.state[p]

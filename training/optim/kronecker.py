@@ -88,11 +88,17 @@ def damped_inverse(m: torch.Tensor, gamma: float) -> torch.Tensor:
     singular statistics), the symmetric eigendecomposition with eigenvalues clamped at
     ``max(gamma, eps * max eig)`` is used instead.
     """
+    if not bool(torch.isfinite(m).all()):
+        # Diverged statistics: no decomposition converges. A NaN preconditioner makes the
+        # step NaN, so the training loop records the run as diverged instead of crashing.
+        return torch.full_like(m, math.nan)
     eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
     damped = m + gamma * eye
     chol, info = torch.linalg.cholesky_ex(damped)
     if int(info) == 0:
         return torch.cholesky_inverse(chol)
-    vals, vecs = torch.linalg.eigh(damped)
+    # float64 and exactly symmetric: the eigensolver converges where float32 may not
+    sym = damped.double()
+    vals, vecs = torch.linalg.eigh((sym + sym.t()) / 2)
     floor = max(gamma, float(vals.max()) * torch.finfo(m.dtype).eps)
-    return (vecs / vals.clamp_min(floor)) @ vecs.t()
+    return ((vecs / vals.clamp_min(floor)) @ vecs.t()).to(m.dtype)
