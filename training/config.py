@@ -40,6 +40,7 @@ DEFAULT_LRS: dict[str, tuple[float, ...]] = {
     "nesterov": (0.05, 0.1),
     "lars": (2.0, 5.0),
     "lamb": (0.005, 0.01),
+    "rmsprop": (0.004, 0.016),
     "nlcg": (0.002, 0.005),
     "kfac": (0.02, 0.05),
 }
@@ -159,6 +160,8 @@ class RunConfig:
         label_smoothing: label-smoothing epsilon (Szegedy et al. 2016).
         warmup_epochs: learning-rate warmup (at ``base_batch_size`` under LEGW).
         legw: LEGW schedule (You et al. 2019): sqrt scaling, warmup grows with the batch.
+        decay: learning-rate shape after warmup: ``cosine``, ``polynomial`` (power 2),
+            ``exponential`` (x0.97 every 2.4 epochs, the EfficientNet recipe) or ``constant``.
         base_batch_size: batch size at which each arm's ``lr`` is the peak rate.
         weight_decay: L2 decay of multi-dimensional weights.
         device: cpu, cuda or auto.
@@ -190,6 +193,7 @@ class RunConfig:
     label_smoothing: float = 0.0
     warmup_epochs: float = 1.0
     legw: bool = False
+    decay: str = "cosine"
     base_batch_size: int = 64
     weight_decay: float = 1e-4
     device: Device = Device.AUTO
@@ -252,6 +256,9 @@ class RunConfig:
                         f"LEGW warmup of {self.warmup_epochs * k:g} epochs (warmup_epochs="
                         f"{self.warmup_epochs:g} x batch multiple {k:g}) exceeds epochs={self.epochs}"
                     )
+        shapes = ("cosine", "polynomial", "exponential", "constant")
+        if self.decay not in shapes:
+            raise ConfigError(f"decay={self.decay!r}: must be one of {', '.join(shapes)}")
         factor_interval = self.kfac_factor_interval
         if self.kfac_update_interval < 1 or (factor_interval is not None and factor_interval < 1):
             raise ConfigError(

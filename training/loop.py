@@ -89,7 +89,8 @@ class StudyPayload:
 
 
 def schedule_for(cfg: RunConfig, arm: ArmSpec, steps_per_epoch: int) -> LRSchedule:
-    """Warmup then cosine decay; linear LR scaling, or LEGW (You et al. 2019) when asked.
+    """Warmup then ``cfg.decay`` (cosine by default); linear LR scaling, or LEGW (You et al.
+    2019) when asked.
 
     Raises:
         ValueError: if the (LEGW-scaled) warmup exceeds the run.
@@ -103,7 +104,7 @@ def schedule_for(cfg: RunConfig, arm: ArmSpec, steps_per_epoch: int) -> LRSchedu
         scaling=LRScaling.SQRT if cfg.legw else LRScaling.LINEAR,
         warmup_epochs=cfg.warmup_epochs,
         warmup_rule=WarmupRule.LEGW if cfg.legw else WarmupRule.FIXED,
-        decay=Decay.COSINE,
+        decay=Decay(cfg.decay),
     )
 
 

@@ -48,6 +48,8 @@ def _run(args: list[str]) -> tuple[int, str]:
         (["run", "--batchnorm", "odd"], "--batchnorm"),
         (["run", "--loss-scale", "3"], "loss_scale=3.0"),
         (["run", "--loss-scale", "0"], "loss_scale=0.0"),
+        (["run", "--decay", "linear"], "--decay"),
+        (["run", "--optimizer", "adam"], "--optimizer"),
         (["sweep", "--bits", "4,x"], "--bits"),
         (["sweep", "--optimizers", "nope"], "--optimizers"),
         (["report", "/nonexistent/run"], "RUN_DIR"),

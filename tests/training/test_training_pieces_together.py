@@ -12,7 +12,8 @@ from training.optim import OPTIMIZERS, OptimizerInfo, build_optimizer, param_gro
 from training.schedules import as_lambda_lr, legw_schedule
 
 # Learning rates at batch 32 for presets whose defaults target other batch sizes.
-LR_AT_BATCH_32 = {"sgd": 0.05, "nesterov": 0.05, "lars": 4.0, "lamb": 0.01, "nlcg": 0.0005}
+LR_AT_BATCH_32 = {"sgd": 0.05, "nesterov": 0.05, "lars": 4.0, "lamb": 0.01, "nlcg": 0.0005,
+                  "rmsprop": 0.0005}  # fmt: skip
 # K-FAC on 64 steps of this small task: curvature every step, heavier damping.
 SETTINGS_AT_BATCH_32 = {"kfac": {"lr": 0.02, "damping": 0.03, "update_interval": 1}}
 # It reaches 0.89-0.90 over the settings tried (the others: > 0.9); chance is 0.25.

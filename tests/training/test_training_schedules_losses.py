@@ -131,6 +131,10 @@ def test_schedule_shape(
     assert all(direction * (b - a) >= -1e-12 for a, b in itertools.pairwise(warm))
     if decay is Decay.CONSTANT:
         assert lrs[-1] == pytest.approx(s.peak_lr)
+    elif decay is Decay.EXPONENTIAL:  # a factor per epoch, floored at end_lr
+        assert all(b <= a + 1e-12 for a, b in itertools.pairwise(rest))
+        tail = s.total_epochs - s.warmup_length
+        assert lrs[-1] == pytest.approx(max(end, s.peak_lr * s.rate**tail))
     else:
         assert all(b <= a + 1e-12 for a, b in itertools.pairwise(rest))
         assert lrs[-1] == pytest.approx(end)
@@ -210,3 +214,30 @@ def test_label_smoothing_module_and_validation() -> None:
         LabelSmoothingCrossEntropy(1.5)
     with pytest.raises(ValueError, match="expected"):
         label_smoothing_cross_entropy(torch.zeros(3, 4), torch.zeros(2, dtype=torch.long))
+
+
+def test_exponential_decay_is_the_efficientnet_rate() -> None:
+    """x0.97 every 2.4 epochs after warmup (arXiv:2011.00071's recipe)."""
+    s = LRSchedule(
+        base_lr=0.1, base_batch_size=64, batch_size=64, steps_per_epoch=10, total_epochs=20,
+        warmup_epochs=2.0, decay=Decay.EXPONENTIAL,
+    )  # fmt: skip
+    assert s.lr_at_epoch(2.0) == pytest.approx(0.1)
+    assert s.lr_at_epoch(2.0 + 2.4) == pytest.approx(0.1 * 0.97)
+    assert s.lr_at_epoch(2.0 + 4.8) == pytest.approx(0.1 * 0.97**2)
+    with pytest.raises(ValueError, match="rate"):
+        LRSchedule(base_lr=0.1, base_batch_size=64, batch_size=64, steps_per_epoch=10,
+                   total_epochs=20, decay=Decay.EXPONENTIAL, rate=1.5)  # fmt: skip
+
+
+def test_run_config_takes_the_decay_and_refuses_others() -> None:
+    from precision.registry import from_bits
+    from training.config import ConfigError, RunConfig, three_arms
+    from training.loop import schedule_for
+
+    arms = three_arms(from_bits(4), batch_size=64, optimizer="rmsprop", lr=0.016, seed=0)
+    cfg = RunConfig(arms=arms[:1], decay="exponential", epochs=10)
+    assert RunConfig.from_dict(cfg.to_dict()).decay == "exponential"
+    assert schedule_for(cfg, cfg.arms[0], steps_per_epoch=5).decay is Decay.EXPONENTIAL
+    with pytest.raises(ConfigError, match="decay='linear'"):
+        RunConfig(arms=arms[:1], decay="linear")

@@ -1,7 +1,7 @@
 """Optimizers for large-batch training, one per module, all reachable through a registry.
 
 Importing this package registers the built-in presets: ``sgd``, ``nesterov``, ``lars``, ``lamb``,
-``nlcg``, ``kfac``.
+``nlcg``, ``kfac``, ``rmsprop``.
 """
 
 from training.optim.groups import param_groups
@@ -16,6 +16,7 @@ from training.optim.registry import (
     get_optimizer_info,
     register_optimizer,
 )
+from training.optim.rmsprop import RMSPROP_INFO
 from training.optim.sgd import SGD
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "LARS",
     "NLCG",
     "OPTIMIZERS",
+    "RMSPROP_INFO",
     "SGD",
     "BetaRule",
     "OptimizerInfo",
