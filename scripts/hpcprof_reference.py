@@ -25,6 +25,7 @@ OUT = ROOT / "results" / "reference" / "hpcprof"
 HPCPROF = [sys.executable, "-m", "hpcprof.cli"]
 # NumPy kernels counted under callgrind (torch ones take minutes to import under valgrind)
 CALLGRIND_PY_APPS = ("triad", "gemm", "cg", "stencil", "md", "lookup", "fft")
+LINALG_APPS = ("glu", "rqr", "caqr", "krr")
 
 
 def hp(*args: str) -> str:
@@ -50,6 +51,11 @@ def main(quick: bool) -> None:
         parts += ["## FP64 share, counted by callgrind (C and NumPy apps, small sizes)\n",
                   hp("report", str(cg)), ""]  # fmt: skip
         shutil.copy(cg / "fp64_share.png", OUT / "callgrind_fp64_share.png")
+        la = Path(hp("run", *[a for app in LINALG_APPS for a in ("--app", app)], "--sizes",
+                     "small", "--backend", "callgrind", "-r", "1", "--warmup", "0", "--out",
+                     str(scratch), "-q").strip().splitlines()[-1])  # fmt: skip
+        parts += ["## FP64 share of the linear-algebra apps, counted by callgrind (small sizes)\n",
+                  hp("report", str(la)), ""]  # fmt: skip
     timer = Path(hp("run", "--sizes", sizes, "--backend", "timer", "-r", "3", "--warmup", "1",
                     "--out", str(scratch), "-q").strip().splitlines()[-1])  # fmt: skip
     parts += [f"## Built-in suite, timer backend, {sizes} sizes (times measured; FLOPs and "

@@ -48,14 +48,16 @@ class Arith:
     def qr(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Thin QR ``a = Q R`` (m >= n): LAPACK natively, Householder when emulated."""
         if self.rnd is None:
-            q, r = np.linalg.qr(a)
+            # scipy's LAPACK wrappers keep float32 in float32 (sgeqrf); numpy.linalg computes
+            # every real input in float64 and casts back, which callgrind counts as FP64.
+            q, r = scipy.linalg.qr(a, mode="economic")
             return q, r
         return _householder_qr(a, self.rnd)
 
     def cholesky(self, a: np.ndarray) -> np.ndarray:
         """Lower Cholesky factor of a symmetric positive definite matrix."""
         if self.rnd is None:
-            return np.linalg.cholesky(a)
+            return np.asarray(scipy.linalg.cholesky(a, lower=True))  # (see qr: not numpy's)
         rnd = self.rnd
         n = a.shape[0]
         low = np.zeros_like(a)

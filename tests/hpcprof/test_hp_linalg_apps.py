@@ -3,6 +3,7 @@ answers where they exist, the self-checks failing at bfloat16, FLOP models, the 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +210,26 @@ def test_run_timer_backend_on_the_new_apps(tmp_path: Path) -> None:
     )
     for name in NEW:
         assert f"| {name} | float32 |" in report.output
+
+
+@pytest.mark.slow
+@pytest.mark.valgrind
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None or shutil.which("objdump") is None,
+    reason="needs valgrind and objdump (binutils) on PATH",
+)
+def test_float32_factorizations_compute_in_float32(tmp_path: Path) -> None:
+    """numpy.linalg computes a float32 QR or Cholesky in float64 and casts back; callgrind
+    counted 62% FP64 in float32 TSQR through it. The native float32 path stays float32."""
+    args = ["run", "--app", "caqr", "--precision", "float32", "--sizes", "small",
+            "--backend", "callgrind", "-r", "1", "--warmup", "0", "--out", str(tmp_path), "-q"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = (
+        CliRunner()
+        .invoke(main, ["report", "--no-png", result.stdout.strip().splitlines()[-1]])
+        .output
+    )
+    (row,) = [line for line in report.splitlines() if line.startswith("| caqr | float32 |")]
+    fp64, fp32 = (float(c) for c in row.split("|")[5:7])
+    assert fp32 > 0 and fp64 / (fp64 + fp32) < 0.05, row
