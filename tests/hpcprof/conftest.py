@@ -25,22 +25,7 @@ def local_slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     """A single-node Slurm on localhost (munged, slurmctld, slurmd as root), torn down at the
     end of the session; yields the environment (SLURM_CONF) clients need. Skips with the
     reason where Slurm cannot start (binaries missing, not root, daemons fail)."""
-    from slurm_local import LocalSlurm, SlurmUnavailable
+    from slurm_local import running_slurm
 
-    slurm = LocalSlurm(tmp_path_factory.mktemp("slurm"))
-    try:
-        slurm.start(timeout_s=40.0)
-    except SlurmUnavailable as exc:
-        slurm.stop()
-        pytest.skip(f"local Slurm unavailable: {exc}")
-    saved = {k: os.environ.get(k) for k in slurm.env}
-    os.environ.update(slurm.env)
-    try:
-        yield slurm.env
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        slurm.stop()
+    with running_slurm(tmp_path_factory.mktemp("slurm")) as env:
+        yield env

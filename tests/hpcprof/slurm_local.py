@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch")
@@ -174,3 +175,29 @@ class LocalSlurm:
                         os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
         self.procs.clear()
+
+
+@contextlib.contextmanager
+def running_slurm(directory: Path) -> Iterator[dict[str, str]]:
+    """A :class:`LocalSlurm` in ``directory`` with its environment (SLURM_CONF) set while
+    the block runs, torn down after; skips the test with the reason where Slurm cannot
+    start (binaries missing, not root, daemons fail)."""
+    import pytest
+
+    slurm = LocalSlurm(directory)
+    try:
+        slurm.start(timeout_s=40.0)
+    except SlurmUnavailable as exc:
+        slurm.stop()
+        pytest.skip(f"local Slurm unavailable: {exc}")
+    saved = {k: os.environ.get(k) for k in slurm.env}
+    os.environ.update(slurm.env)
+    try:
+        yield slurm.env
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        slurm.stop()

@@ -27,25 +27,10 @@ def local_slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     """The throwaway Slurm of the hpcprof tests, for this module."""
     pytest.importorskip("submitit", reason="submitit not installed (optional extra 'slurm')")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hpcprof"))
-    from slurm_local import LocalSlurm, SlurmUnavailable
+    from slurm_local import running_slurm
 
-    slurm = LocalSlurm(tmp_path_factory.mktemp("slurm"))
-    try:
-        slurm.start(timeout_s=40.0)
-    except SlurmUnavailable as exc:
-        slurm.stop()
-        pytest.skip(f"local Slurm unavailable: {exc}")
-    saved = {k: os.environ.get(k) for k in slurm.env}
-    os.environ.update(slurm.env)
-    try:
-        yield slurm.env
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        slurm.stop()
+    with running_slurm(tmp_path_factory.mktemp("slurm")) as env:
+        yield env
 
 
 @pytest.fixture(autouse=True)
