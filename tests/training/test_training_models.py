@@ -195,3 +195,50 @@ def test_distributed_batchnorm_matches_global_batch(tmp_path: Path) -> None:
     for p in parts:
         torch.testing.assert_close(p["rm"], ref.running_mean, **tol)
         torch.testing.assert_close(p["rv"], ref.running_var, **tol)
+
+
+def _effnet() -> nn.Module:
+    torch.manual_seed(5)
+    model = build_model("efficientnet_b0", in_channels=3, num_classes=4, image_size=32)
+    for m in model.modules():  # no randomness in train mode: outputs must match exactly
+        if isinstance(m, nn.Dropout) or type(m).__name__ == "StochasticDepth":
+            m.p = 0.0
+    return model.double()
+
+
+def _effnet_batch() -> torch.Tensor:
+    return torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(6)).double()
+
+
+def _effnet_sync_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+        timeout=timedelta(seconds=60),
+    )  # fmt: skip
+    try:
+        model = convert_batchnorm(_effnet(), BatchNormMode.SYNC).train()
+        local = _effnet_batch()[rank * 3 : rank * 3 + 3]
+        out = model(local)
+        stats = [m.running_mean.clone() for m in model.modules() if hasattr(m, "running_mean")]
+        torch.save({"out": out.detach(), "stats": stats}, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_efficientnet_with_sync_batchnorm_matches_the_whole_batch(tmp_path: Path) -> None:
+    """Every BatchNorm of EfficientNet-B0 synchronized over 2 workers gives the outputs and
+    running statistics of one process on the whole batch."""
+    mp.spawn(_effnet_sync_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    parts = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ref = _effnet().train()
+    out = ref(_effnet_batch())
+    stats = [m.running_mean for m in ref.modules() if hasattr(m, "running_mean")]
+    assert len(stats) == len(parts[0]["stats"]) > 40
+    torch.testing.assert_close(
+        torch.cat([p["out"] for p in parts]), out.detach(), rtol=1e-9, atol=1e-9
+    )
+    for p in parts:
+        for a, b in zip(p["stats"], stats, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
