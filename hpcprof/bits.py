@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hpcprof.emulate import EmulationInfo, emulation
-from hpcprof.report import _fmt
+from hpcprof.report import format_cell
 
 if TYPE_CHECKING:  # the precision package imports torch: load it only when sweeping
     from precision.formats import FloatFormat
@@ -200,7 +200,7 @@ def markdown(results: Sequence[BitsResult], points: Sequence[BitsPoint]) -> str:
     errors = {(p.app, p.format): p.error for p in points}
     lines += ["", "| format | " + " | ".join(apps) + " |", "|---|" + "---|" * len(apps)]
     for f in fmts:
-        cells = " | ".join(_fmt(errors.get((a, f)), ".2e") for a in apps)
+        cells = " | ".join(format_cell(errors.get((a, f)), ".2e") for a in apps)
         lines.append(f"| {f} | {cells} |")
     return "\n".join(lines) + "\n"
 

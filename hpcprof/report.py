@@ -205,7 +205,7 @@ PROVENANCE = (
 )
 
 
-def _fmt(value: float | None, spec: str = ".4g") -> str:
+def format_cell(value: float | None, spec: str = ".4g") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return format(value, spec)
@@ -222,12 +222,12 @@ def markdown(rows: list[SummaryRow]) -> str:
         share = (
             "not separable"
             if r.flop_source.startswith("not separable")
-            else _fmt(r.fp64_share, ".1%")
+            else format_cell(r.fp64_share, ".1%")
         )
         lines.append(
-            f"| {r.app} | {r.precision} | {r.size} | {r.status} | {_fmt(r.fp64_gflop)} | "
-            f"{_fmt(r.fp32_gflop)} | {share} | {_fmt(r.gflops)} | {_fmt(r.gbytes)} | "
-            f"{_fmt(r.intensity, '.3g')} | {_fmt(r.check_error, '.2e')} | {r.flop_source} | "
+            f"| {r.app} | {r.precision} | {r.size} | {r.status} | {format_cell(r.fp64_gflop)} | "
+            f"{format_cell(r.fp32_gflop)} | {share} | {format_cell(r.gflops)} | {format_cell(r.gbytes)} | "
+            f"{format_cell(r.intensity, '.3g')} | {format_cell(r.check_error, '.2e')} | {r.flop_source} | "
             f"{r.bytes_source} | {r.note or '-'} |"
         )
     lines.append("")

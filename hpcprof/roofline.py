@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from hpcprof.analysis import MODEL, CompareRow, Skipped, Width, ceiling
 from hpcprof.machines import Machine, MemoryKind, Peak
-from hpcprof.report import SummaryRow, _fmt
+from hpcprof.report import SummaryRow, format_cell
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,11 +26,13 @@ def machines_markdown(machines: Sequence[Machine], memory: MemoryKind | None = N
     ]
     for m in machines:
         mem = m.memory(memory if any(x.kind is memory for x in m.memories) else None)
-        special = ", ".join(f"{p.value} {_fmt(v)}" for p, v in m.peaks if p not in _VECTOR_PEAKS)
+        special = ", ".join(
+            f"{p.value} {format_cell(v)}" for p, v in m.peaks if p not in _VECTOR_PEAKS
+        )
         lines.append(
-            f"| {m.name} | {m.cores or 'n/a'} | {_fmt(m.clock_ghz)} | {_fmt(m.peak(Peak.FP64))}"
-            f" | {_fmt(m.peak(Peak.FP32))} | {_fmt(m.peak(Peak.FP16))}"
-            f" | {special or '-'} | {mem.kind.value} | {_fmt(mem.bandwidth_gbs)}"
+            f"| {m.name} | {m.cores or 'n/a'} | {format_cell(m.clock_ghz)} | {format_cell(m.peak(Peak.FP64))}"
+            f" | {format_cell(m.peak(Peak.FP32))} | {format_cell(m.peak(Peak.FP16))}"
+            f" | {special or '-'} | {mem.kind.value} | {format_cell(mem.bandwidth_gbs)}"
             f" | {m.source} |"
         )
     return "\n".join(lines) + "\n"
@@ -64,14 +66,14 @@ def compare_markdown(
         first = next(iter(per.values()))
         line = (
             f"| {app} | {prec} | {first.flop_source} | {first.bytes_source}"
-            f" | {_fmt(first.intensity, '.3g')} | {_fmt(first.measured_gflops)}"
-            f" | {_fmt(first.host_fraction, '.1%')} |"
+            f" | {format_cell(first.intensity, '.3g')} | {format_cell(first.measured_gflops)}"
+            f" | {format_cell(first.host_fraction, '.1%')} |"
         )
         for n in names:
             r = per[n]
-            line += f" {_fmt(r.attainable_gflops)} | {r.bound.value if r.bound else 'n/a'} |"
+            line += f" {format_cell(r.attainable_gflops)} | {r.bound.value if r.bound else 'n/a'} |"
             if n != names[0]:
-                line += f" {_fmt(r.ratio, '.3f')} |"
+                line += f" {format_cell(r.ratio, '.3f')} |"
         lines.append(line)
     if not keyed:
         lines.append("| (no app could be placed) |" + " |" * (sep.count("|") - 2))

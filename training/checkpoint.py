@@ -24,14 +24,14 @@ def _rng_state(reducer: GradientReducer) -> dict[str, Any]:
     return state
 
 
-def _restore_rng(state: dict[str, Any], reducer: GradientReducer) -> None:
+def restore_rng(state: dict[str, Any], reducer: GradientReducer) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
     reducer.load_state_dict({"step": int(state["step"])})
 
 
-def _checkpoint(
+def save_arm_checkpoint(
     ctx: WorkerContext,
     paths: RunPaths,
     arm: ArmSpec,

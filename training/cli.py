@@ -16,12 +16,12 @@ from precision.registry import parse as parse_format
 from training.cli_bits import bits_needed_cmd, report_bits
 from training.cli_options import (
     StudyUsageError,
-    _comma_list,
-    _executor_options,
-    _names,
-    _shared_config,
-    _shared_options,
-    _slurm_settings,
+    comma_list,
+    executor_options,
+    registry_names,
+    shared_config,
+    shared_options,
+    slurm_settings,
 )
 from training.config import (
     DEFAULT_LRS,
@@ -35,7 +35,7 @@ from training.distributed import WorkerError, is_primary_process
 from training.executor import ExecutorError, SlurmExecutor, SlurmSettings
 from training.loop import run_study
 from training.optim import OPTIMIZERS
-from training.progress import _fmt_num, _progress, _table
+from training.progress import format_number, print_table, show_progress
 from training.records import RecordError
 from training.registry import UnknownNameError
 from training.report import table_rows, write_report
@@ -75,10 +75,10 @@ def formats_cmd(show_bits: bool) -> None:
                     str(f.total_bits),
                     str(f.exponent_bits),
                     str(f.mantissa_bits),
-                    _fmt_num(f.max_finite),
-                    _fmt_num(f.smallest_normal),
-                    _fmt_num(f.smallest_subnormal),
-                    _fmt_num(f.epsilon),
+                    format_number(f.max_finite),
+                    format_number(f.smallest_normal),
+                    format_number(f.smallest_subnormal),
+                    format_number(f.epsilon),
                     ", ".join(aliases_of(str(f))),
                 )
             )
@@ -91,7 +91,7 @@ def formats_cmd(show_bits: bool) -> None:
                     f"{f.total_bits:g}",
                     "-",
                     "-",
-                    f"{_fmt_num(el_max)} x scale",
+                    f"{format_number(el_max)} x scale",
                     "-",
                     "-",
                     "-",
@@ -105,14 +105,14 @@ def formats_cmd(show_bits: bool) -> None:
                     str(f.word_bits),
                     "-",
                     "-",
-                    _fmt_num(f.max_value),
+                    format_number(f.max_value),
                     "-",
                     "-",
-                    _fmt_num(f.resolution),
+                    format_number(f.resolution),
                     "",
                 )
             )
-    _table(rows)
+    print_table(rows)
     if show_bits:
         click.echo("")
         rows = [("--bits", "format", "e", "m", "max finite", "eps")]
@@ -124,11 +124,11 @@ def formats_cmd(show_bits: bool) -> None:
                     str(f),
                     str(f.exponent_bits),
                     str(f.mantissa_bits),
-                    _fmt_num(f.max_finite),
-                    _fmt_num(f.epsilon),
+                    format_number(f.max_finite),
+                    format_number(f.epsilon),
                 )
             )
-        _table(rows)
+        print_table(rows)
 
 
 def _execute(run: Callable[[], T], run_dir: Path) -> T:
@@ -168,11 +168,11 @@ def _execute(run: Callable[[], T], run_dir: Path) -> T:
     "--arms",
     "arm_kinds",
     default=None,
-    callback=_comma_list(str),
+    callback=comma_list(str),
     help="Comma list of float32, plain, aps [default: all three].",
 )
 @click.option(
-    "--optimizer", type=click.Choice(_names(OPTIMIZERS)), default="sgd", show_default=True
+    "--optimizer", type=click.Choice(registry_names(OPTIMIZERS)), default="sgd", show_default=True
 )
 @click.option(
     "--batch-size",
@@ -201,7 +201,7 @@ def _execute(run: Callable[[], T], run_dir: Path) -> T:
     default=None,
     help="Train each arm at most N more epochs now (continue later with --resume).",
 )
-@_shared_options
+@shared_options
 @click.pass_context
 def run_cmd(ctx: click.Context, **opts: Any) -> None:
     """Train float32 vs low-precision gradient communication, without and with APS.
@@ -226,7 +226,7 @@ def run_cmd(ctx: click.Context, **opts: Any) -> None:
         except ConfigError as exc:
             raise StudyUsageError(str(exc)) from None
     else:
-        cfg = _shared_config(_run_arms(opts), opts)
+        cfg = shared_config(_run_arms(opts), opts)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.digest()[:6]}"
         run_dir = opts["output_dir"] / run_id
     if is_primary_process():
@@ -236,14 +236,14 @@ def run_cmd(ctx: click.Context, **opts: Any) -> None:
     start = time.perf_counter()
     _execute(
         lambda: run_study(
-            cfg, run_dir, stop_after_epochs=opts["stop_after_epochs"], on_event=_progress
+            cfg, run_dir, stop_after_epochs=opts["stop_after_epochs"], on_event=show_progress
         ),
         run_dir,
     )
     if not is_primary_process():
         return
     summary = _execute(lambda: write_report(run_dir), run_dir)
-    _table(table_rows(summary))
+    print_table(table_rows(summary))
     click.echo(f"\nwall time {time.perf_counter() - start:.1f} s; results in {run_dir}")
 
 
@@ -287,7 +287,7 @@ def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
     "bits_list",
     default="4,8,32",
     show_default=True,
-    callback=_comma_list(int),
+    callback=comma_list(int),
     help="Comma list of widths; 32 is the float32 baseline.",
 )
 @click.option(
@@ -297,15 +297,15 @@ def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
     default="both",
     show_default=True,
 )
-@click.option("--batch-sizes", default="64,256", show_default=True, callback=_comma_list(int))
-@click.option("--optimizers", default="sgd", show_default=True, callback=_comma_list(str))
+@click.option("--batch-sizes", default="64,256", show_default=True, callback=comma_list(int))
+@click.option("--optimizers", default="sgd", show_default=True, callback=comma_list(str))
 @click.option(
     "--lrs",
     default=None,
-    callback=_comma_list(float),
+    callback=comma_list(float),
     help="Base learning rates for every optimizer [default: 2 per optimizer].",
 )
-@click.option("--seeds", default="0", show_default=True, callback=_comma_list(int))
+@click.option("--seeds", default="0", show_default=True, callback=comma_list(int))
 @click.option(
     "--target-accuracy",
     type=click.FloatRange(min=0, max=100, min_open=True),
@@ -319,8 +319,8 @@ def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
     show_default=True,
     help="Accuracy loss (points) against the smallest batch that marks the batch-size limit.",
 )
-@_shared_options
-@_executor_options
+@shared_options
+@executor_options
 def sweep_cmd(**opts: Any) -> None:
     """Grid of bits x APS x batch size x optimizer x learning rate x seed (resumable).
 
@@ -329,7 +329,7 @@ def sweep_cmd(**opts: Any) -> None:
     for opt in opts["optimizers"]:
         if opt not in OPTIMIZERS:
             raise click.BadParameter(
-                f"unknown optimizer {opt!r}; choose from {', '.join(_names(OPTIMIZERS))}",
+                f"unknown optimizer {opt!r}; choose from {', '.join(registry_names(OPTIMIZERS))}",
                 param_hint="--optimizers",
             )
     for b in opts["batch_sizes"]:
@@ -349,20 +349,20 @@ def sweep_cmd(**opts: Any) -> None:
         placeholder = spec.arms()[:1]
     except ValueError as exc:
         raise StudyUsageError(str(exc)) from None
-    shared = _shared_config(placeholder, opts)
+    shared = shared_config(placeholder, opts)
     root = sweep_dir(opts["output_dir"], shared)
-    _shared_config(spec.arms(), opts)  # validates every cell (e.g. batch divisible by workers)
+    shared_config(spec.arms(), opts)  # validates every cell (e.g. batch divisible by workers)
     click.echo(f"sweep {root.name}: {len(spec.arms())} cells, {shared.workers} workers", err=True)
-    slurm = _slurm_settings(opts, root / "slurm")
+    slurm = slurm_settings(opts, root / "slurm")
     if slurm is not None:
         _sweep_on_slurm(spec, shared, opts, slurm)
         return
     root, results = _execute(
-        lambda: run_sweep(spec, shared, opts["output_dir"], on_event=_progress), root
+        lambda: run_sweep(spec, shared, opts["output_dir"], on_event=show_progress), root
     )
     if not is_primary_process():
         return
-    _table(table_rows(results))
+    print_table(table_rows(results))
     if (root / "scaling.md").exists():
         click.echo(f"\nbatch-size scaling and limits: {root / 'scaling.md'}")
     click.echo(f"\nresults in {root}")
@@ -382,7 +382,7 @@ def _sweep_on_slurm(
         )
     except ExecutorError as exc:
         raise click.ClickException(str(exc)) from None
-    _table(table_rows(results))
+    print_table(table_rows(results))
     for name, error in failed.items():
         click.echo(f"failed: {name}: {error}", err=True)
     click.echo(f"\nresults in {root} (jobs {', '.join(executor.job_ids)})")
@@ -399,7 +399,7 @@ def report_cmd(run_dir: Path) -> None:
         summary = _execute(lambda: write_sweep_report(run_dir), run_dir)
     else:
         summary = _execute(lambda: write_report(run_dir), run_dir)
-    _table(table_rows(summary))
+    print_table(table_rows(summary))
     click.echo(f"\ntables and plots rewritten in {run_dir}")
 
 

@@ -17,12 +17,12 @@ from training.bits_search import PointEvent, SearchError, SearchSpec, search_bit
 from training.bits_train import TrainingEvaluator, arm_template, search_dir
 from training.cli_options import (
     StudyUsageError,
-    _comma_list,
-    _executor_options,
-    _names,
-    _shared_config,
-    _slurm_settings,
     _training_options,
+    comma_list,
+    executor_options,
+    registry_names,
+    shared_config,
+    slurm_settings,
 )
 from training.config import DEFAULT_LRS, ConfigError, RunConfig
 from training.data import DatasetError
@@ -54,7 +54,7 @@ def _bar(event: PointEvent) -> None:
     "--roles",
     default=",".join(r.value for r in Role),
     show_default=True,
-    callback=_comma_list(Role.parse),
+    callback=comma_list(Role.parse),
     help="Comma list of tensor roles to search.",
 )
 @click.option(
@@ -64,10 +64,10 @@ def _bar(event: PointEvent) -> None:
     show_default=True,
     help="Allowed drop of final test accuracy against float32, in points.",
 )
-@click.option("--seeds", default="0", show_default=True, callback=_comma_list(int),
+@click.option("--seeds", default="0", show_default=True, callback=comma_list(int),
               help="Comma list of seeds; the worst seed decides.")  # fmt: skip
 @click.option("--rounding", "roundings", default="nearest", show_default=True,
-              callback=_comma_list(RoundingMode.parse),
+              callback=comma_list(RoundingMode.parse),
               help="Comma list of rounding modes searched (e.g. nearest,stochastic).")  # fmt: skip
 @click.option("--aps", "aps_modes", type=click.Choice([m.value for m in ApsModes]),
               default="both", show_default=True, help="APS settings tried for grad-comm.")  # fmt: skip
@@ -75,14 +75,14 @@ def _bar(event: PointEvent) -> None:
 @click.option("--min-exponent", type=click.IntRange(2, 11), default=2, show_default=True)
 @click.option("--max-mantissa", type=click.IntRange(0, 52), default=10, show_default=True)
 @click.option(
-    "--optimizer", type=click.Choice(_names(OPTIMIZERS)), default="sgd", show_default=True
+    "--optimizer", type=click.Choice(registry_names(OPTIMIZERS)), default="sgd", show_default=True
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Global batch size (all workers together).")  # fmt: skip
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Base learning rate at --base-batch-size [default: per optimizer].")  # fmt: skip
 @_training_options
-@_executor_options
+@executor_options
 def bits_needed_cmd(**opts: Any) -> None:
     """Search the fewest exponent and mantissa bits each tensor role needs.
 
@@ -106,9 +106,9 @@ def bits_needed_cmd(**opts: Any) -> None:
         template = arm_template(opts["batch_size"], opts["optimizer"], lr)
     except (SearchError, ConfigError) as exc:
         raise StudyUsageError(str(exc)) from None
-    shared = _shared_config((template,), {**opts, "rounding": RoundingMode.NEAREST_EVEN})
+    shared = shared_config((template,), {**opts, "rounding": RoundingMode.NEAREST_EVEN})
     root = search_dir(opts["output_dir"], shared)
-    slurm = _slurm_settings(opts, root / "slurm")
+    slurm = slurm_settings(opts, root / "slurm")
     executor = LocalExecutor() if slurm is None else SlurmExecutor(slurm)
     evaluator = TrainingEvaluator(shared, root, executor)
     click.echo(

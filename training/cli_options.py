@@ -24,11 +24,11 @@ class StudyUsageError(click.ClickException):
     exit_code = 2
 
 
-def _names(registry: Registry[Any]) -> list[str]:
+def registry_names(registry: Registry[Any]) -> list[str]:
     return list(registry.names())
 
 
-def _comma_list(
+def comma_list(
     kind: Callable[[str], T],
 ) -> Callable[[click.Context, click.Parameter, str | None], tuple[T, ...] | None]:
     def convert(
@@ -51,7 +51,7 @@ def _rounding(ctx: click.Context, param: click.Parameter, value: str) -> Roundin
         raise click.BadParameter(str(exc)) from None
 
 
-def _shared_options(f: Callable[..., Any]) -> Callable[..., Any]:
+def shared_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options common to ``run`` and ``sweep`` (everything an arm does not vary)."""
     for option in reversed(_shared_option_list()):
         f = option(f)
@@ -69,10 +69,10 @@ def _shared_option_list(
     rounding: bool = True,
 ) -> Sequence[Callable[[Callable[..., Any]], Callable[..., Any]]]:
     options = [
-        click.option("--dataset", type=click.Choice(_names(DATASETS)), default="digits", show_default=True),
+        click.option("--dataset", type=click.Choice(registry_names(DATASETS)), default="digits", show_default=True),
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Local copy of a file-based dataset (mnist, cifar10, ...)."),
-        click.option("--model", type=click.Choice(_names(MODELS)), default="mlp", show_default=True),
+        click.option("--model", type=click.Choice(registry_names(MODELS)), default="mlp", show_default=True),
         click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True),
         click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Data-parallel processes (ignored under torchrun)."),
@@ -120,7 +120,7 @@ def _shared_option_list(
     return options
 
 
-def _shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig:
+def shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig(
             arms=arms,
@@ -154,7 +154,7 @@ def _shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig
         raise StudyUsageError(str(exc)) from None
 
 
-def _executor_options(f: Callable[..., Any]) -> Callable[..., Any]:
+def executor_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """``--executor local|slurm`` and the Slurm settings (``sweep``, ``bits-needed``)."""
     options = [
         click.option("--executor", type=click.Choice([k.value for k in ExecutorKind]), default="local",
@@ -171,7 +171,7 @@ def _executor_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _slurm_settings(opts: dict[str, Any], folder: Path) -> SlurmSettings | None:
+def slurm_settings(opts: dict[str, Any], folder: Path) -> SlurmSettings | None:
     """The Slurm settings of ``--executor slurm`` (None for local); options checked here."""
     slurm_given = [n for n in ("slurm_partition", "slurm_cpus_per_task") if opts[n] is not None]
     if opts["executor"] != ExecutorKind.SLURM.value:

@@ -17,7 +17,7 @@ from training.distributed import WorkerContext
 EVAL_BATCH = 1024
 
 
-def _all_sum(values: list[float], device: torch.device) -> list[float]:
+def all_sum(values: list[float], device: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return [float(v) for v in t.tolist()]
@@ -37,7 +37,7 @@ def evaluate(model: torch.nn.Module, split: Split, ctx: WorkerContext) -> tuple[
         logits = model(x)
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += float((logits.argmax(1) == y).sum())
-    loss_sum, correct = _all_sum([loss_sum, correct], ctx.device)
+    loss_sum, correct = all_sum([loss_sum, correct], ctx.device)
     model.train()
     return loss_sum / len(split), correct / len(split)
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from training.checkpoint import _checkpoint, _restore_rng
+from training.checkpoint import restore_rng, save_arm_checkpoint
 from training.config import ArmSpec, RunConfig
 from training.data import (
     LoadedDataset,
@@ -40,7 +40,7 @@ from training.distributed import (
     threads_per_worker,
 )
 from training.environment import NumericEnvironment, record_environment
-from training.evaluate import EVAL_BATCH, _all_sum, evaluate, sync_buffers  # noqa: F401
+from training.evaluate import EVAL_BATCH, all_sum, evaluate, sync_buffers  # noqa: F401
 from training.losses import label_smoothing_cross_entropy
 from training.models import build_model
 from training.optim import build_optimizer, param_groups
@@ -201,7 +201,7 @@ def train_arm(
     if ckpt is not None:  # bit-exact continuation: weights, optimizer and RNG states
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        _restore_rng(ckpt["rng"][ctx.rank], reducer)
+        restore_rng(ckpt["rng"][ctx.rank], reducer)
 
     emit(Progress(arm.name, len(epochs), cfg.epochs, "start"))
 
@@ -232,7 +232,7 @@ def train_arm(
             stats = reducer.reduce(model)
             # One small all-reduce gives the global batch's loss and accuracy and makes
             # every rank agree on divergence: a NaN or Inf on any rank poisons the sum.
-            loss_sum, correct = _all_sum(
+            loss_sum, correct = all_sum(
                 [float(loss.detach()) * len(y), float((logits.argmax(1) == y).sum())], ctx.device
             )
             n = len(y) * ctx.world_size
@@ -279,7 +279,7 @@ def train_arm(
             )
         )
         done = epoch + 1 == cfg.epochs
-        _checkpoint(
+        save_arm_checkpoint(
             ctx,
             paths,
             arm,
@@ -299,7 +299,7 @@ def train_arm(
 
     record = _record(arm, status, steps, epochs, method)
     if status is not ArmStatus.FINISHED:  # a finished arm was saved with its last epoch
-        _checkpoint(ctx, paths, arm, model, optimizer, reducer, record)
+        save_arm_checkpoint(ctx, paths, arm, model, optimizer, reducer, record)
     emit(Progress(arm.name, len(epochs), cfg.epochs, status.value))
     return record
 

@@ -9,11 +9,11 @@ import click
 from training.loop import Progress
 
 
-def _fmt_num(v: float | None) -> str:
+def format_number(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for j, r in enumerate(rows):
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -21,7 +21,7 @@ def _table(rows: list[tuple[str, ...]]) -> None:
             click.echo("  ".join("-" * w for w in widths))
 
 
-def _progress(event: Any) -> None:
+def show_progress(event: Any) -> None:
     if not isinstance(event, Progress):
         return
     if event.status == "epoch" and event.record is not None:

@@ -38,7 +38,7 @@ def working_dtype(fmt: Format | None) -> torch.dtype:
     return torch.float64 if fmt is not None and fmt.carrier == "float64" else torch.float32
 
 
-def _bounds(sizes: Iterable[int]) -> Bounds:
+def layer_bounds(sizes: Iterable[int]) -> Bounds:
     out, a = [], 0
     for n in sizes:
         out.append((a, a + n))
@@ -152,7 +152,7 @@ def reduce_flat(
     """
     group = comm.group_of(group if group is not None else state.process_group)
     world = dist.get_world_size(group)
-    bounds = _bounds(sizes)
+    bounds = layer_bounds(sizes)
     work = flat.detach().view(-1).to(working_dtype(state.fmt))
     orig = work.clone() if state.measure_error and state.fmt is not None else None
     if state.fmt is None:
@@ -194,7 +194,7 @@ def reduce_flat_async(
         done.set_result(reduce_flat(flat, sizes, state, bucket=bucket, group=group))
         return done
     world = dist.get_world_size(group)
-    bounds = _bounds(sizes)
+    bounds = layer_bounds(sizes)
     work = flat.detach().view(-1).to(working_dtype(fmt))
     if fmt is None:
         fut = dist.all_reduce(work, group=group, async_op=True).get_future()
@@ -475,7 +475,7 @@ def all_reduce_gradients(
     else:
         flat = torch.zeros(0)
     out, report = reduce_flat(flat, [g.numel() for g in grads], state)
-    for g, (a, b) in zip(grads, _bounds(g.numel() for g in grads), strict=True):
+    for g, (a, b) in zip(grads, layer_bounds(g.numel() for g in grads), strict=True):
         g.copy_(out[a:b].view_as(g))
     state.last_reports = [report]
     state.step += 1

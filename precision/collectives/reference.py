@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from precision import aps
-from precision.collectives.core import _bounds, finish, working_dtype
+from precision.collectives.core import finish, layer_bounds, working_dtype
 from precision.collectives.ordered import (
     Rounder,
     Stage,
@@ -42,7 +42,7 @@ def reference_reduce(
     fmt = state.fmt
     dt = working_dtype(fmt)
     sizes = [t.numel() for t in tensors[0]]
-    bounds = _bounds(sizes)
+    bounds = layer_bounds(sizes)
     works = [torch.cat([t.detach().reshape(-1).to(dt) for t in ts]) for ts in tensors]
     if fmt is None:
         out = rank_sum_exact(works).div_(world)
