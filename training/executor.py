@@ -67,31 +67,6 @@ def train_one(
 class Executor(Protocol):
     """Trains independent runs."""
 
-    def _wait(self, handles: Sequence[Any]) -> list[str | None]:
-        """Wait until every task wrote its result or left the queue without one.
-
-        Polls ``squeue`` and the result files rather than submitit's state, which needs
-        Slurm accounting (``sacct``) to see a task that died. Returns, per task, None when
-        a result is there to read, else the tail of its error log.
-        """
-        left = dict(enumerate(handles))
-        errors: list[str | None] = [None] * len(handles)
-        gone_since: dict[int, float] = {}
-        while left:
-            queued = _queued({str(h.job_id) for h in left.values()})
-            for k, h in list(left.items()):
-                if h.paths.result_pickle.exists():
-                    del left[k]
-                elif str(h.job_id) not in queued:
-                    # out of the queue: allow the shared filesystem a moment to show the file
-                    first = gone_since.setdefault(k, time.monotonic())
-                    if time.monotonic() - first > _RESULT_GRACE_S:
-                        errors[k] = "task ended without a result: " + _tail(h.paths.stderr)
-                        del left[k]
-            if left:
-                time.sleep(_POLL_S)
-        return errors
-
     def map(self, jobs: Sequence[Job]) -> list[tuple[ArmRecord, ...] | Failure]:
         """Train ``jobs``; one outcome per job, in order."""
         ...
@@ -106,31 +81,6 @@ class LocalExecutor:
 
     def __init__(self, on_event: Callable[[Any], None] | None = None) -> None:
         self.on_event = on_event
-
-    def _wait(self, handles: Sequence[Any]) -> list[str | None]:
-        """Wait until every task wrote its result or left the queue without one.
-
-        Polls ``squeue`` and the result files rather than submitit's state, which needs
-        Slurm accounting (``sacct``) to see a task that died. Returns, per task, None when
-        a result is there to read, else the tail of its error log.
-        """
-        left = dict(enumerate(handles))
-        errors: list[str | None] = [None] * len(handles)
-        gone_since: dict[int, float] = {}
-        while left:
-            queued = _queued({str(h.job_id) for h in left.values()})
-            for k, h in list(left.items()):
-                if h.paths.result_pickle.exists():
-                    del left[k]
-                elif str(h.job_id) not in queued:
-                    # out of the queue: allow the shared filesystem a moment to show the file
-                    first = gone_since.setdefault(k, time.monotonic())
-                    if time.monotonic() - first > _RESULT_GRACE_S:
-                        errors[k] = "task ended without a result: " + _tail(h.paths.stderr)
-                        del left[k]
-            if left:
-                time.sleep(_POLL_S)
-        return errors
 
     def map(self, jobs: Sequence[Job]) -> list[tuple[ArmRecord, ...] | Failure]:
         """Train each job here; a failing worker raises (the run resumes on a rerun)."""
