@@ -131,15 +131,24 @@ def build(name: str, precision: Precision, toolchain: Toolchain | None = None) -
         tmp_bin = Path(tmp) / stem
         cmd = [tc.compiler, *tc.flags, _PRECISION_MACRO[precision], str(src), "-o", str(tmp_bin)]
         cmd.append("-lm")
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BuildError(f"{name}: compiler did not run: {exc}") from exc
-        if proc.returncode != 0:
-            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-            raise BuildError(f"{name}: compile failed ({' '.join(cmd)}): {tail}")
-        os.replace(tmp_bin, target)
+        _compile(cmd, name, tmp_bin, target, timeout_s=300)
     return target
+
+
+def _compile(cmd: list[str], name: str, built: Path, target: Path, *, timeout_s: float) -> None:
+    """Run the compiler command ``cmd``, then move its output ``built`` onto ``target``.
+
+    Raises:
+        BuildError: the compiler did not run, or the compile failed (its last lines).
+    """
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"{name}: compiler did not run: {exc}") from exc
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise BuildError(f"{name}: compile failed ({' '.join(cmd)}): {tail}")
+    os.replace(built, target)
 
 
 MARKER_SOURCE = "hp_marker.c"
@@ -166,13 +175,6 @@ def build_marker(compiler: str | None = None) -> Path:
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         src, lib = Path(tmp) / MARKER_SOURCE, Path(tmp) / "libhp_marker.so"
         src.write_text(source, encoding="utf-8")
-        cmd = [cc, *MARKER_FLAGS, str(src), "-o", str(lib)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BuildError(f"{MARKER_SOURCE}: compiler did not run: {exc}") from exc
-        if proc.returncode != 0:
-            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-            raise BuildError(f"{MARKER_SOURCE}: compile failed ({' '.join(cmd)}): {tail}")
-        os.replace(lib, target)
+        _compile([cc, *MARKER_FLAGS, str(src), "-o", str(lib)], MARKER_SOURCE, lib, target,
+                 timeout_s=120)  # fmt: skip
     return target
