@@ -229,13 +229,17 @@ class KFAC(torch.optim.Optimizer):
             self._update_inverses()
         weights = {id(w) for w in self.layers.values()}
         pre: dict[int, torch.Tensor] = {}
-        vg = 0.0  # sum of lr**2 * u.g over the preconditioned weights (KL clipping)
+        dots, lr2 = [], []  # u.g and lr**2 per preconditioned weight (KL clipping)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None and id(p) in weights:
                     pre[id(p)] = u = self._preconditioned(p, p.grad)
-                    vg += group["lr"] ** 2 * float((u * p.grad).sum())
+                    dots.append((u * p.grad).sum())
+                    lr2.append(group["lr"] ** 2)
         nu = 1.0
+        vg = 0.0
+        if dots and self.kl_clip is not None:  # one device synchronization for all layers
+            vg = sum(a * d for a, d in zip(lr2, torch.stack(dots).tolist(), strict=True))
         if self.kl_clip is not None and vg > 0 and math.isfinite(vg):
             nu = min(1.0, math.sqrt(self.kl_clip / vg))
         for group in self.param_groups:
