@@ -27,10 +27,8 @@ from training.executor import Executor, Failure
 from training.loop import run_study
 from training.records import atomic_write_text
 from training.report import (
-    load_run,
     markdown_table,
     save_figure,
-    summary_frame,
     write_csv,
     write_parquet,
     write_report,
@@ -174,8 +172,7 @@ def write_sweep_report(root: Path) -> pd.DataFrame:
     Returns:
         The results table, one row per cell.
     """
-    write_report(root)
-    results = summary_frame(load_run(root))
+    results = write_report(root)  # the summary: one row per cell
     write_csv(root / "results.csv", results)
     write_parquet(root / "results.parquet", results)
     spread = seed_spread(results)
