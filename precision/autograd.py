@@ -3,9 +3,10 @@
 A :class:`Quantizer` rounds what flows forward (activations) to one format and what flows
 backward (the error, i.e. the gradient of the loss with respect to its output) to another,
 as in the low-precision training studies of Gupta et al. (2015) and Wang et al. (2018).
-A :class:`~precision.policy.PrecisionPolicy` (in :mod:`precision.policy`, re-exported here)
-applies such quantizers, plus weight and input rounding, to the layers of an existing model
-through hooks and parametrizations, without editing its code::
+A :class:`~precision.policy.PrecisionPolicy` (in :mod:`precision.policy`, which builds on
+this module; both are exported by :mod:`precision`) applies such quantizers, plus weight and
+input rounding, to the layers of an existing model through hooks and parametrizations,
+without editing its code::
 
     policy = PrecisionPolicy(layers=("Conv2d", "Linear"),
                              activation=Cast(FLOAT8_E5M2), error=Cast(FLOAT8_E5M2))
@@ -13,7 +14,8 @@ through hooks and parametrizations, without editing its code::
         loss = criterion(model(x), y)
         loss.backward()
 
-All rounding goes through :func:`precision.quantize.quantize`.
+Every :class:`Cast` rounds with :func:`precision.quantize.quantize`; a :data:`Rounder` from an
+adapter (:mod:`precision.compat.qtorch`) rounds as that adapter says.
 """
 
 from __future__ import annotations
@@ -187,11 +189,14 @@ def quantizer(
     """Functional form of :class:`Quantizer`: a function ``x -> rounded x``.
 
     Args:
-        forward: format of the values (None: no rounding).
-        backward: format of the gradients (None: no rounding).
-        rounding: rounding of the values (and of the gradients unless overridden).
-        backward_rounding: rounding of the gradients (None: ``rounding``).
+        forward, backward: the formats of the values and of their gradients (each None:
+            not rounded).
+        rounding, backward_rounding: how each is rounded (``backward_rounding`` None:
+            as ``rounding``).
         generator: source of stochastic-rounding bits.
+
+    Returns:
+        A function of one tensor, differentiable like :func:`quant_function`.
 
     Raises:
         TypeError: a format is not a format object.

@@ -64,7 +64,6 @@ class GradientReducer:
             reduction=Reduction(reduction),
             seed=seed,
             loss_scale=loss_scale if fmt is not None else 1.0,
-            layer_telemetry=False,  # the loop records totals: counted inside the rounding
         )
         self.method = (
             "precision.collectives float32 all-reduce"

@@ -4,13 +4,14 @@ No ``from __future__ import annotations`` here: DDP's ``register_comm_hook`` che
 hook's annotations against ``dist.GradBucket`` and ``Future[Tensor]`` objects, not strings.
 """
 
+import functools
 import threading
 
 import torch
 import torch.distributed as dist
 
-from precision.collectives.core import reduce_flat_async
-from precision.collectives.state import LowPrecisionState, ReduceReport
+from precision.collectives.pipeline import Reduced, reduce_flat_async
+from precision.collectives.state import LowPrecisionState
 
 _RECORD_LOCK = threading.Lock()
 
@@ -69,19 +70,22 @@ def lowp_allreduce_hook(
             f"DDP bucket {bucket.index()}: gradients hold {sum(sizes)} elements but the "
             f"buffer holds {buf.numel()}; cannot split it into per-parameter segments"
         )
-    index = bucket.index()
     if bucket.is_last():
-        state._expected_buckets = index + 1
+        state._expected_buckets = bucket.index() + 1
+    fut = reduce_flat_async(buf, sizes, state, bucket.index())
+    return fut.then(functools.partial(_record, state, buf))
 
-    def record(fut: torch.futures.Future[tuple[torch.Tensor, ReduceReport]]) -> torch.Tensor:
-        out, report = fut.value()
-        with _RECORD_LOCK:  # callbacks of different buckets may run on different threads
-            state._pending.append(report)
-            if len(state._pending) == state._expected_buckets:
-                state.last_reports = sorted(state._pending, key=lambda r: r.bucket)
-                state._pending = []
-                state._expected_buckets = -1
-                state.step += 1
-        return out.to(buf.dtype).view_as(buf)
 
-    return reduce_flat_async(buf, sizes, state, bucket=index).then(record)
+def _record(
+    state: LowPrecisionState, buf: torch.Tensor, fut: torch.futures.Future[Reduced]
+) -> torch.Tensor:
+    """Step 6 for one bucket; gives the average back in ``buf``'s dtype and shape."""
+    out, report = fut.value()
+    with _RECORD_LOCK:  # callbacks of different buckets may run on different threads
+        state._pending.append(report)
+        if len(state._pending) == state._expected_buckets:
+            state.last_reports = sorted(state._pending, key=lambda r: r.bucket)
+            state._pending = []
+            state._expected_buckets = -1
+            state.step += 1
+    return out.to(buf.dtype).view_as(buf)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import torch
 
 from precision import aps
-from precision.collectives.core import finish, layer_bounds, working_dtype
 from precision.collectives.ordered import (
     Rounder,
     Stage,
@@ -17,6 +16,7 @@ from precision.collectives.ordered import (
     square_grid,
     torus_sum,
 )
+from precision.collectives.pipeline import finish, layer_bounds, working_dtype
 from precision.collectives.state import LowPrecisionState, Reduction
 
 

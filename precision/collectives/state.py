@@ -71,16 +71,15 @@ class LowPrecisionState:
             since may overflow (seen as ``overflow`` in the report).
         measure_error: also all-reduce the float32 gradients and report the relative error
             (costs a second all-reduce).
-        telemetry: count underflow, overflow and saturation per layer. Layers rounded in a
-            call of their own (APS on, at least ``ordered.MIN_CARRIED`` elements) are counted
-            inside the rounding passes; the others, and the results of the ordered
-            reductions, by extra reads of those layers. When False those report fields are
-            None and nothing is counted.
-        layer_telemetry: with ``telemetry``, count per layer. False keeps only the totals
-            of each call (``ReduceReport.totals``), counted inside the rounding passes, so
-            the carrier reduction reads nothing extra (the ordered ones read their result
-            once for saturation); values that the exact APS multiply itself pushes below
-            float32's range are then not counted as flushed.
+        telemetry: count underflow, overflow and saturation inside the rounding passes
+            (:func:`precision.quantize.quantize` with ``count=True``): the totals of each
+            call (``ReduceReport.totals``) and the fractions of each layer rounded in a call
+            of its own (APS on and at least ``ordered.MIN_CARRIED`` elements, or the only
+            layer of the call); layers that share a call report None. The carrier
+            reduction reads nothing extra; the ordered ones read their result once for
+            saturation. Values that the exact APS multiply itself pushes below float32's
+            range are not counted as flushed. When False, nothing is counted and those
+            report fields are None.
         loss_scale: static global scale multiplied in before quantizing and divided out
             after: the baseline APS is compared against. Use a power of two (exact).
         nonfinite: policy for layers holding Inf/NaN (:class:`NonFinitePolicy`).
@@ -103,7 +102,6 @@ class LowPrecisionState:
     reuse_shifts: int = 0
     measure_error: bool = False
     telemetry: bool = True
-    layer_telemetry: bool = True
     loss_scale: float = 1.0
     nonfinite: NonFinitePolicy = NonFinitePolicy.REPORT
     process_group: Any = None
@@ -161,7 +159,9 @@ class LayerStats:
     """Telemetry of one layer (parameter tensor) in one step.
 
     Fractions are over the layer's elements on this worker; None where they do not apply
-    (the float32 baseline quantizes nothing; ``rel_error`` needs ``measure_error``).
+    (the float32 baseline quantizes nothing; without ``telemetry`` nothing is counted; a
+    layer rounded in one call with other layers has no count of its own, see
+    :attr:`ReduceReport.totals`; ``rel_error`` needs ``measure_error``).
 
     Attributes:
         index: position of the layer among the reduced tensors.
@@ -203,9 +203,9 @@ class ReduceReport:
         layers: per-layer records.
         rel_error: relative L2 error over all layers (None unless ``measure_error``).
         method: what produced the record.
-        totals: ``(flushed, beyond, at_limit)`` element counts of the whole call, when
-            they were counted without the per-layer split (``layer_telemetry=False``);
-            :attr:`underflow`, :attr:`overflow` and :attr:`saturated` then come from them.
+        totals: ``(flushed, beyond, at_limit)`` element counts of the whole call, tallied
+            by its rounding passes (None for the float32 baseline or without telemetry);
+            :attr:`underflow`, :attr:`overflow` and :attr:`saturated` come from them.
     """
 
     step: int
@@ -227,28 +227,27 @@ class ReduceReport:
     def numel(self) -> int:
         return sum(s.numel for s in self.layers)
 
-    def _weighted(self, name: str) -> float | None:
-        vals = [(getattr(s, name), s.numel) for s in self.layers]
-        if self.totals is not None and vals and any(v is None for v, _ in vals):
-            index = ("underflow", "overflow", "saturated").index(name)
-            return self.totals[index] / self.numel if self.numel else 0.0
-        if not vals or any(v is None for v, _ in vals):
+    def _fraction(self, index: int) -> float | None:
+        if self.totals is None:
             return None
-        n = sum(k for _, k in vals)
-        return sum(v * k for v, k in vals) / n if n else 0.0
+        return self.totals[index] / self.numel if self.numel else 0.0
 
     @property
     def underflow(self) -> float | None:
-        """Fraction of all elements that underflowed (None for the baseline)."""
-        return self._weighted("underflow")
+        """Fraction of all elements flushed to zero (None without counts)."""
+        return self._fraction(0)
 
     @property
     def overflow(self) -> float | None:
-        return self._weighted("overflow")
+        """Fraction of all elements whose scaled input was beyond the format's largest
+        value (None without counts)."""
+        return self._fraction(1)
 
     @property
     def saturated(self) -> float | None:
-        return self._weighted("saturated")
+        """Fraction of all reduced elements at or beyond the format's largest magnitude
+        (None without counts)."""
+        return self._fraction(2)
 
     @property
     def nonfinite_layers(self) -> tuple[int, ...]:

@@ -22,6 +22,7 @@ from precision.collectives import (
     ordered,
     reference_reduce,
 )
+from precision.quantize import largest_value, quantize
 from precision.registry import BFLOAT16, FLOAT8_E4M3, FLOAT8_E5M2, FLOAT32, from_bits
 
 pytestmark = pytest.mark.distributed
@@ -120,13 +121,8 @@ def scenarios(rank: int, world: int) -> dict[str, Any]:
     # e3m0 tops out at 8: 4 + 4 reaches it, 8 + 8 and 100 go beyond
     limits = [torch.full((6,), 4.0), torch.full((4,), 8.0), torch.tensor([100.0, 1.0]), t1()]
     res["limits"] = _reduce(limits, fmt=E3M0, aps=False)
-    res["limits_totals"] = _reduce(limits, fmt=E3M0, aps=False, layer_telemetry=False)
-    totals_kw = [kw for kw in configs(world) if kw["fmt"] is not None and kw.get("seed") == 5]
-    totals_kw = [kw for kw in totals_kw if kw["rounding"] == "nearest"]
-    res["totals"] = [_reduce(grads(rank), **kw, layer_telemetry=False) for kw in totals_kw]
-    ordered.MIN_CARRIED = CARRIED
-    res["totals_carried"] = [_reduce(grads(rank), **kw, layer_telemetry=False) for kw in totals_kw]
-    ordered.MIN_CARRIED = MIN_CARRIED
+    res["limits_each"] = [_reduce([t], fmt=E3M0, aps=False)[1] for t in limits]
+    res["notel"] = _reduce(grads(rank), **configs(world)[1], telemetry=False)
 
     clamp = grads(rank, scale=1e-30, seed=2)
     clamp[0] = torch.zeros_like(clamp[0])
@@ -240,35 +236,95 @@ def test_e8_format_clamps_shift_instead_of_making_nan(run: tuple[int, list[Any]]
         assert bool((out[0] == 0).all())
 
 
+def _oracle_counts(
+    kw: dict[str, Any], inputs: list[torch.Tensor], got: list[torch.Tensor], report: Any, world: int
+) -> list[tuple[int, int, int]]:
+    """Per layer, (flushed, beyond, at_limit) counted afresh: the layer's input scaled by the
+    loss scale and its reported APS shift and rounded on its own (flushed: only for
+    nearest rounding, else -1), and its average scaled back to the rounded sum."""
+    fmt, top = kw["fmt"], largest_value(kw["fmt"])
+    out = []
+    for x, y, layer in zip(inputs, got, report.layers, strict=True):
+        scale = kw.get("loss_scale", 1.0) * 2.0 ** (layer.shift or 0)
+        v = x.reshape(-1) * scale
+        flushed = -1
+        if kw.get("rounding", "nearest") == "nearest":
+            flushed = int(((v != 0) & (quantize(v, fmt) == 0)).sum())
+        beyond = int((torch.isfinite(v) & (v.abs() > top)).sum())
+        at_limit = int(((y.reshape(-1) * world * scale).abs() >= top).sum())
+        out.append((flushed, beyond, at_limit))
+    return out
+
+
+def _own_call(kw: dict[str, Any], sizes: list[int], min_carried: int) -> list[bool]:
+    """Which layers are rounded in a call of their own (so report their own counts)."""
+    if not kw.get("aps", True):
+        return [len(sizes) == 1] * len(sizes)
+    return [n >= min_carried for n in sizes]
+
+
+@pytest.mark.parametrize("key", ["configs", "carried"])
+def test_counts_match_a_separate_count_of_each_layer(run: tuple[int, list[Any]], key: str) -> None:
+    """The totals tallied by the rounding passes equal a fresh count over all layers, and a
+    layer rounded in a call of its own reports exactly its own counts (others: None)."""
+    world, res = run
+    kws = configs(world) if key == "configs" else carried_configs(world)
+    sizes = [math.prod(s) for s in SHAPES]
+    own = {"configs": MIN_CARRIED, "carried": CARRIED}[key]
+    for i, kw in enumerate(kws):
+        if kw["fmt"] is None:
+            continue
+        for rank, r in enumerate(res):
+            got, report = r[key][i]
+            want = _oracle_counts(kw, grads(rank), got, report, world)
+            first = 0 if kw.get("rounding", "nearest") == "nearest" else 1
+            totals = [sum(c[k] for c in want) for k in range(3)]
+            assert report.totals is not None
+            assert list(report.totals)[first:] == totals[first:], (kw, rank)
+            n = sum(sizes)
+            assert report.saturated == report.totals[2] / n and report.overflow == totals[1] / n
+            for layer, mine, alone in zip(
+                report.layers, want, _own_call(kw, sizes, own), strict=True
+            ):
+                fractions = (layer.underflow, layer.overflow, layer.saturated)
+                if not alone:
+                    assert fractions == (None, None, None), (kw, layer.index)
+                    continue
+                expect = [c / layer.numel for c in mine]
+                assert list(fractions)[first:] == expect[first:], (kw, rank, layer.index)
+    assert any(any(_own_call(kw, sizes, own)) for kw in kws) == (key == "carried")
+
+
 def test_saturation_and_overflow_counts(run: tuple[int, list[Any]]) -> None:
+    """A call over several layers counts its totals; a layer alone in a call, its own."""
     _, res = run
     for r in res:
         _, report = r["limits"]
-        assert [s.saturated for s in report.layers] == [1.0, 1.0, 0.5, 0.0]
-        assert [s.overflow for s in report.layers] == [0.0, 0.0, 0.5, 0.0]
-        assert [s.underflow for s in report.layers] == [0.0, 0.0, 0.0, 0.25]
+        n = sum(s.numel for s in report.layers)
+        assert report.totals == (1, 1, 6 + 4 + 1)
+        assert report.saturated == 11 / n and report.overflow == 1 / n
+        assert report.underflow == 1 / n
+        assert all(s.saturated is None and s.underflow is None for s in report.layers)
+        each = [rep.layers[0] for rep in r["limits_each"]]
+        assert [s.saturated for s in each] == [1.0, 1.0, 0.5, 0.0]
+        assert [s.overflow for s in each] == [0.0, 0.0, 0.5, 0.0]
+        assert [s.underflow for s in each] == [0.0, 0.0, 0.0, 0.25]
+        summed = [
+            sum(int(getattr(s, f) * s.numel) for s in each)
+            for f in ("underflow", "overflow", "saturated")
+        ]
+        assert tuple(summed) == report.totals
 
 
-def test_totals_without_layer_split_match_the_layer_counts(run: tuple[int, list[Any]]) -> None:
-    """``layer_telemetry=False`` counts inside the rounding passes only: same results, and
-    totals equal to the per-layer fractions weighted by size (nearest rounding: same bits
-    in every configuration), whether the layers share a rounding call or have their own."""
-    world, res = run
-    totals_kw = [kw for kw in configs(world) if kw["fmt"] is not None and kw.get("seed") == 5]
-    totals_kw = [kw for kw in totals_kw if kw["rounding"] == "nearest"]
+def test_telemetry_off_counts_nothing(run: tuple[int, list[Any]]) -> None:
+    _, res = run
     for r in res:
-        for key in ("totals", "totals_carried"):
-            for kw, (got, report) in zip(totals_kw, r[key], strict=True):
-                want, layered = r["configs"][configs(world).index(kw)]
-                assert all(_same(g, w) for g, w in zip(got, want, strict=True)), (key, kw)
-                assert report.totals is not None and all(s.underflow is None for s in report.layers)
-                for name in ("underflow", "overflow", "saturated"):
-                    a, b = getattr(report, name), getattr(layered, name)
-                    assert a == pytest.approx(b, abs=1e-12), (key, kw, name)
-        _, limits = r["limits_totals"]
-        n = sum(s.numel for s in limits.layers)
-        assert limits.totals == (1, 1, 6 + 4 + 1)
-        assert limits.saturated == 11 / n and limits.overflow == 1 / n
+        got, report = r["notel"]
+        want, counted = r["configs"][1]
+        assert all(_same(g, w) for g, w in zip(got, want, strict=True))
+        assert counted.totals is not None and counted.underflow is not None
+        assert report.totals is None and report.underflow is None and report.saturated is None
+        assert all(s.overflow is None for s in report.layers)
 
 
 def test_reuse_shifts_skips_the_max_exchange(run: tuple[int, list[Any]]) -> None:

@@ -144,7 +144,7 @@ def test_state_is_copyable_before_use() -> None:
 
 def async_vs_sync(rank: int, world: int) -> list[Any]:
     from precision.collectives import NonFinitePolicy
-    from precision.collectives.core import reduce_flat, reduce_flat_async
+    from precision.collectives.pipeline import reduce_flat, reduce_flat_async
 
     g = torch.Generator().manual_seed(rank)
     sizes = [5, 3000, 70]
@@ -152,7 +152,7 @@ def async_vs_sync(rank: int, world: int) -> list[Any]:
     for kw in (
         {"aps": True},
         {"aps": False},
-        {"aps": True, "layer_telemetry": False},
+        {"aps": True, "telemetry": False},
         {"aps": True, "rounding": "stochastic"},
         {"fmt": None},
         {"aps": True, "reduction": Reduction.RING},

@@ -120,9 +120,7 @@ class KFAC(torch.optim.Optimizer):
         self._stats_state = (
             None
             if stats_format is None
-            else LowPrecisionState(
-                fmt=stats_format, rounding=stats_rounding, aps=True, layer_telemetry=False
-            )
+            else LowPrecisionState(fmt=stats_format, rounding=stats_rounding, aps=True)
         )
         self.steps = 0
         owned = {id(p) for g in self.param_groups for p in g["params"]}
