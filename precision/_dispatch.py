@@ -12,6 +12,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -67,18 +68,34 @@ class kernel_backend:
         _state.backend = self._prev
 
 
-def _make(carrier: Carrier, mode: RoundingMode, signed_zero: bool, tally: bool) -> KernelFn:
+@dataclass(frozen=True)
+class Spec:
+    """Which kernel: its carrier, rounding mode, whether the format has -0
+    (:func:`~precision._kernel.round_bits`'s ``signed_zero``) and whether it also counts
+    (:func:`~precision._kernel.round_tally`). Each is a compile-time constant."""
+
+    carrier: Carrier
+    mode: RoundingMode
+    signed_zero: bool = True
+    tally: bool = False
+
+    def cache_key(self, device_type: str) -> tuple[str, RoundingMode, bool, str, bool]:
+        """The key of this kernel compiled for ``device_type``."""
+        return (self.carrier.name, self.mode, self.signed_zero, device_type, self.tally)
+
+
+def _make(spec: Spec) -> KernelFn:
     # The compiled graph stores straight into ``out`` (which may be ``b`` itself).
     def kernel(
         b: torch.Tensor, out: torch.Tensor, p: torch.Tensor, key: torch.Tensor
     ) -> torch.Tensor:
-        return _eager(b, out, p, key, carrier, mode, signed_zero, tally)
+        return _eager(spec, b, out, p, key)
 
     # One code object per kernel: torch.compile keeps its cache on the code object, and a
     # shared one would see the carrier constants change between calls and turn them into
     # symbols (automatic dynamic), which inductor miscompiles for 64-bit shifts.
-    name = f"round_bits_{carrier.name}_{mode.value}" + ("" if signed_zero else "_nosignedzero")
-    name += "_tally" if tally else ""
+    name = f"round_bits_{spec.carrier.name}_{spec.mode.value}"
+    name += ("" if spec.signed_zero else "_nosignedzero") + ("_tally" if spec.tally else "")
     renamed: dict[str, str] = {"co_name": name}
     if sys.version_info >= (3, 11):
         renamed["co_qualname"] = name
@@ -87,10 +104,8 @@ def _make(carrier: Carrier, mode: RoundingMode, signed_zero: bool, tally: bool) 
     return kernel
 
 
-def _compiled_kernel(
-    carrier: Carrier, mode: RoundingMode, signed_zero: bool, device_type: str, tally: bool
-) -> KernelFn:
-    cache_key = (carrier.name, mode, signed_zero, device_type, tally)
+def _compiled_kernel(spec: Spec, device_type: str) -> KernelFn:
+    cache_key = spec.cache_key(device_type)
     fn = _compiled.get(cache_key)
     if fn is None:
         with _lock:
@@ -99,7 +114,7 @@ def _compiled_kernel(
                 # Not dynamic=True: that also turns the closure's Python ints (carrier
                 # constants) into symbols, and inductor then miscompiles the 64-bit shifts.
                 # The element count alone is marked dynamic, at each call.
-                fn = torch.compile(_make(carrier, mode, signed_zero, tally), fullgraph=True)
+                fn = torch.compile(_make(spec), fullgraph=True)
                 _compiled[cache_key] = fn
     return fn
 
@@ -120,14 +135,7 @@ def probe_bits(carrier: Carrier, device: torch.device) -> torch.Tensor:
 
 
 def _verify(
-    kernel: KernelFn,
-    params: torch.Tensor,
-    key: torch.Tensor,
-    carrier: Carrier,
-    mode: RoundingMode,
-    signed_zero: bool,
-    tally: bool,
-    device: torch.device,
+    kernel: KernelFn, spec: Spec, params: torch.Tensor, key: torch.Tensor, device: torch.device
 ) -> None:
     """Check a newly obtained compiled kernel against the eager function, bit for bit.
 
@@ -139,42 +147,34 @@ def _verify(
     Raises:
         KernelMismatchError: the compiled kernel gives other bits or counts.
     """
-    probe = probe_bits(carrier, device)
+    probe = probe_bits(spec.carrier, device)
     dest = torch.empty_like(probe)
     torch._dynamo.mark_dynamic(probe, 0)
     torch._dynamo.mark_dynamic(dest, 0)
     got = kernel(probe, dest, params, key)
-    if tally:
-        want, counts = round_tally(probe, params, key, carrier, mode, signed_zero)
-        same = torch.equal(dest, want) and torch.equal(got, counts)
-    else:
-        want = round_bits(probe, params, key, carrier, mode, signed_zero)
-        same = torch.equal(dest, want)
-    if not same:
+    want = torch.empty_like(probe)
+    counts = _eager(spec, probe, want, params, key)
+    if not (torch.equal(dest, want) and (not spec.tally or torch.equal(got, counts))):
         wrong = int((dest != want).sum())
         raise KernelMismatchError(
-            f"the compiled {mode.value} kernel ({carrier.name} carrier) gives other bits than "
-            f"the eager one on {wrong} of {probe.numel()} probe values; a TorchInductor cache "
-            "built for another CPU (TORCHINDUCTOR_CACHE_DIR) is the usual cause"
+            f"the compiled {spec.mode.value} kernel ({spec.carrier.name} carrier) gives other "
+            f"bits than the eager one on {wrong} of {probe.numel()} probe values; a "
+            "TorchInductor cache built for another CPU (TORCHINDUCTOR_CACHE_DIR) is the usual "
+            "cause"
         )
 
 
 def _eager(
-    bits: torch.Tensor,
-    out: torch.Tensor | None,
-    params: torch.Tensor,
-    key: torch.Tensor,
-    carrier: Carrier,
-    mode: RoundingMode,
-    signed_zero: bool,
-    tally: bool,
+    spec: Spec, b: torch.Tensor, out: torch.Tensor | None, p: torch.Tensor, key: torch.Tensor
 ) -> torch.Tensor:
-    """The kernel function itself (what the compiled kernels trace): see :func:`run`."""
-    if tally:
-        res, counts = round_tally(bits, params, key, carrier, mode, signed_zero)
-        (bits if out is None else out).copy_(res)
+    """The kernel function itself (what the compiled kernels trace): :func:`run`'s
+    arguments, ``b`` the bits and ``p`` the parameters."""
+    args = (spec.carrier, spec.mode, spec.signed_zero)
+    if spec.tally:
+        res, counts = round_tally(b, p, key, *args)
+        (b if out is None else out).copy_(res)
         return counts
-    res = round_bits(bits, params, key, carrier, mode, signed_zero)
+    res = round_bits(b, p, key, *args)
     return res if out is None else out.copy_(res)
 
 
@@ -183,60 +183,77 @@ def run(
     out: torch.Tensor | None,
     params: torch.Tensor,
     key: torch.Tensor,
-    carrier: Carrier,
-    mode: RoundingMode,
-    signed_zero: bool = True,
-    tally: bool = False,
+    spec: Spec,
 ) -> torch.Tensor:
     """Round 1-D contiguous carrier bits with the chosen backend.
 
     Args:
         bits: the carrier's integer view of the input.
         out: receives the result (same shape and dtype; a separate buffer is fastest,
-            ``bits`` itself rounds in place); None: a new buffer (with ``tally``: ``bits``).
+            ``bits`` itself rounds in place); None: a new buffer (with ``spec.tally``:
+            ``bits``).
         params, key: the format's parameter vector and the stochastic key.
-        carrier, mode, signed_zero: which kernel.
-        tally: also count as :func:`~precision._kernel.round_tally` does (int32: at most
-            2**31 - 1 elements).
+        spec: which kernel; with ``tally`` it also counts as
+            :func:`~precision._kernel.round_tally` does (int32: at most 2**31 - 1 elements).
 
     Returns:
-        The rounded bits (``out`` when given), or with ``tally`` the counts.
+        The rounded bits (``out`` when given), or with ``spec.tally`` the counts.
+
+    Raises:
+        RuntimeError: the ``compiled`` backend is required and the kernel cannot be built
+            or gives other bits than the eager one.
     """
     if torch.compiler.is_compiling():
         # Inside a user's torch.compile region: trace the plain function into their graph.
-        return _eager(bits, out, params, key, carrier, mode, signed_zero, tally)
+        return _eager(spec, bits, out, params, key)
     backend = get_backend()
     device_type = bits.device.type
-    use_compiled = backend == "compiled" or (
+    if backend == "compiled" or (
         backend == "auto"
         and bits.numel() >= COMPILE_THRESHOLD
         and device_type not in _compile_failed
-    )
-    if use_compiled:
+    ):
         try:
-            dest = empty_output(bits) if out is None else out
-            torch._dynamo.mark_dynamic(bits, 0)
-            if dest is not bits:
-                torch._dynamo.mark_dynamic(dest, 0)
-            kernel = _compiled_kernel(carrier, mode, signed_zero, device_type, tally)
-            checked = (carrier.name, mode, signed_zero, device_type, tally)
-            if checked not in _verified:
-                _verify(kernel, params, key, carrier, mode, signed_zero, tally, bits.device)
-                _verified.add(checked)
-            return kernel(bits, dest, params, key)
+            return _run_compiled(spec, bits, out, params, key)
         except Exception as exc:
-            if backend == "compiled":
-                raise RuntimeError(
-                    f"torch.compile could not build the rounding kernel on {device_type}: "
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                ) from exc
-            _compile_failed.add(device_type)
-            why = str(exc) if isinstance(exc, KernelMismatchError) else type(exc).__name__
-            warnings.warn(
-                f"precision: torch.compile failed on {device_type} ({why}); "
-                "using the eager kernel (same bits, slower). Set PRECISION_KERNEL=eager to "
-                "skip the attempt.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-    return _eager(bits, out, params, key, carrier, mode, signed_zero, tally)
+            _give_up_compiling(exc, backend, device_type)
+    return _eager(spec, bits, out, params, key)
+
+
+def _run_compiled(
+    spec: Spec,
+    bits: torch.Tensor,
+    out: torch.Tensor | None,
+    params: torch.Tensor,
+    key: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`run` with the compiled kernel, checked on its first use in this process."""
+    dest = empty_output(bits) if out is None else out
+    torch._dynamo.mark_dynamic(bits, 0)
+    if dest is not bits:
+        torch._dynamo.mark_dynamic(dest, 0)
+    kernel = _compiled_kernel(spec, bits.device.type)
+    checked = spec.cache_key(bits.device.type)
+    if checked not in _verified:
+        _verify(kernel, spec, params, key, bits.device)
+        _verified.add(checked)
+    return kernel(bits, dest, params, key)
+
+
+def _give_up_compiling(exc: Exception, backend: str, device_type: str) -> None:
+    """Raise ``exc`` as a RuntimeError when the ``compiled`` backend is required; else
+    remember that ``device_type`` cannot compile and warn once (the caller runs eager)."""
+    if backend == "compiled":
+        raise RuntimeError(
+            f"torch.compile could not build the rounding kernel on {device_type}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    _compile_failed.add(device_type)
+    why = str(exc) if isinstance(exc, KernelMismatchError) else type(exc).__name__
+    warnings.warn(
+        f"precision: torch.compile failed on {device_type} ({why}); "
+        "using the eager kernel (same bits, slower). Set PRECISION_KERNEL=eager to "
+        "skip the attempt.",
+        RuntimeWarning,
+        stacklevel=5,
+    )

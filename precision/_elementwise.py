@@ -118,10 +118,7 @@ def _run(
         out.detach().view(-1).view(carrier.int_dtype),
         _params(fmt, mode, carrier.name, x.device),
         _key(mode, generator, x.device),
-        carrier,
-        mode,
-        fmt.has_negative_zero,
-        tally,
+        _dispatch.Spec(carrier, mode, fmt.has_negative_zero, tally),
     )
 
 
@@ -142,9 +139,7 @@ def _round(
         None,
         _params(fmt, mode, carrier.name, flat.device),
         _key(mode, generator, flat.device),
-        carrier,
-        mode,
-        signed_zero,
+        _dispatch.Spec(carrier, mode, signed_zero),
     )
     y = bits.view(carrier.float_dtype)
     if isinstance(fmt, FixedFormat):

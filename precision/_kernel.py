@@ -146,27 +146,57 @@ def round_bits(
         s = (s >> k) | ((s & ((one << k) - 1)) != 0).to(s.dtype)
     mask = (one << dd) - 1
     neg = b < 0
-    if mode is RoundingMode.NEAREST_EVEN:
-        # The kept lsb of s. With no mantissa bits it is the implicit bit, 1 for every
-        # normal: "even" cannot pick a neighbour, and ties go to the larger magnitude, as
-        # ml_dtypes' e8m0 does.
-        lsb = (s >> dd) & 1
-        inc = (lsb + (mask >> 1)) & mask
-    elif mode is RoundingMode.NEAREST_AWAY:
-        inc = ((mask >> 1) + 1) & mask
-    elif mode is RoundingMode.TOWARD_ZERO:
-        inc = torch.zeros_like(a)
-    elif mode is RoundingMode.TOWARD_POSITIVE:
-        inc = torch.where(neg, 0, mask)
-    elif mode is RoundingMode.TOWARD_NEGATIVE:
-        inc = torch.where(neg, mask, 0)
-    else:
-        inc = random_bits(b.numel(), key, carrier, b.device) >> (carrier.dmax - dd)
+    inc = _increment(s, dd, mask, neg, key, carrier, mode)
     in_place = (a + inc) & ~mask
     # Under the smallest positive value (d > P): s + inc < 2**(dd+1), so the carry bit says
     # whether the result is that value or zero.
     tiny = -((s + inc) >> dd) & p[Q_BITS]  # (carry 0 or 1: all bits of Q or none)
     r = torch.where(d > P, tiny, in_place)
+    r = _overflow(r, a, neg, p, carrier, mode)
+    sign = b ^ a_in  # the sign bit alone
+    out = r | sign if signed_zero else r | torch.where(r != 0, sign, 0)
+    return torch.where(is_nan, b, out)
+
+
+def _increment(
+    s: torch.Tensor,
+    dd: torch.Tensor,
+    mask: torch.Tensor,
+    neg: torch.Tensor,
+    key: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
+) -> torch.Tensor:
+    """What :func:`round_bits` adds to a magnitude before clearing its ``dd`` dropped bits
+    (``mask``): the rounding mode itself. ``s`` is the explicit significand, ``neg`` the
+    sign of each input."""
+    if mode is RoundingMode.NEAREST_EVEN:
+        # The kept lsb of s. With no mantissa bits it is the implicit bit, 1 for every
+        # normal: "even" cannot pick a neighbour, and ties go to the larger magnitude, as
+        # ml_dtypes' e8m0 does.
+        lsb = (s >> dd) & 1
+        return (lsb + (mask >> 1)) & mask
+    if mode is RoundingMode.NEAREST_AWAY:
+        return ((mask >> 1) + 1) & mask
+    if mode is RoundingMode.TOWARD_ZERO:
+        return torch.zeros_like(s)
+    if mode is RoundingMode.TOWARD_POSITIVE:
+        return torch.where(neg, 0, mask)
+    if mode is RoundingMode.TOWARD_NEGATIVE:
+        return torch.where(neg, mask, 0)
+    return random_bits(s.numel(), key, carrier, s.device) >> (carrier.dmax - dd)
+
+
+def _overflow(
+    r: torch.Tensor,
+    a: torch.Tensor,
+    neg: torch.Tensor,
+    p: torch.Tensor,
+    carrier: Carrier,
+    mode: RoundingMode,
+) -> torch.Tensor:
+    """The rounded magnitudes ``r`` with overflow and infinite inputs (``a``, the input
+    magnitudes) replaced by what the format's policy and the rounding mode give."""
     if mode in (RoundingMode.TOWARD_POSITIVE, RoundingMode.TOWARD_NEGATIVE):
         r = torch.where(r > p[MAX_BITS], torch.where(neg, p[OVER_NEG], p[OVER_POS]), r)
         r = torch.where(a == carrier.inf_bits, torch.where(neg, p[INF_NEG], p[INF_POS]), r)
@@ -179,9 +209,7 @@ def round_bits(
             # zero and ``inc`` is below 2**dd), which the line above already sent to
             # OVER_POS = INF_POS.
             r = torch.where(a == carrier.inf_bits, p[INF_POS], r)
-    sign = b ^ a_in  # the sign bit alone
-    out = r | sign if signed_zero else r | torch.where(r != 0, sign, 0)
-    return torch.where(is_nan, b, out)
+    return r
 
 
 def round_tally(
