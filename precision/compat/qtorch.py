@@ -163,6 +163,20 @@ class _NumberCast:
         return self.number.round(x, self.mode, generator)
 
 
+def _cast(number: Number | None, rounding: str, nearest: RoundingMode | None) -> _NumberCast | None:
+    """The rounding step of one direction of :func:`quantizer` (None: unchanged).
+
+    Raises:
+        TypeError: ``number`` is not a qtorch number.
+        ValueError: a bad rounding name.
+    """
+    if number is None:
+        return None
+    if not isinstance(number, Number):
+        raise TypeError(f"{number!r}: expected a FloatingPoint, FixedPoint or BlockFloatingPoint")
+    return _NumberCast(number, _mode(number, rounding, nearest))
+
+
 def quantizer(
     forward_number: Number | None = None,
     backward_number: Number | None = None,
@@ -193,21 +207,8 @@ def quantizer(
             fixed-point forward format.
         TypeError: a number is not a qtorch number.
     """
-    for number in (forward_number, backward_number):
-        if number is not None and not isinstance(number, Number):
-            raise TypeError(
-                f"{number!r}: expected a FloatingPoint, FixedPoint or BlockFloatingPoint"
-            )
-    fwd = (
-        None
-        if forward_number is None
-        else _NumberCast(forward_number, _mode(forward_number, forward_rounding, nearest))
-    )
-    bwd = (
-        None
-        if backward_number is None
-        else _NumberCast(backward_number, _mode(backward_number, backward_rounding, nearest))
-    )
+    fwd = _cast(forward_number, forward_rounding, nearest)
+    bwd = _cast(backward_number, backward_rounding, nearest)
     if not clamping_grad_zero:
         return lambda x: quant_function(x, fwd, bwd, generator=generator)
     if not (isinstance(forward_number, FixedPoint) and forward_number.clamp) or fwd is None:
