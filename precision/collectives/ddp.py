@@ -28,16 +28,17 @@ def lowp_allreduce_hook(
     2. With ``state.aps``: compute each segment's ``ceil(log2(max|g|)) + headroom`` locally,
        take the MAX over workers in one all-reduce (skipped while ``reuse_shifts`` lets the
        last shifts stand); the shift of a segment is ``fmt.emax - E``.
-    3. Quantize to ``state.fmt`` with ``state.rounding``, in place, each segment scaled by
-       ``2**shift``: a long segment of a float format is rounded to the format with its
-       bias raised by the shift (:func:`precision.aps.shifted_format`: the same bits
-       without the two multiplies), short ones are multiplied.
+    3. Quantize to ``state.fmt`` with ``state.rounding`` into a buffer kept per bucket, each
+       segment scaled by ``2**shift``: a long segment of a float format is rounded to the
+       format with its bias raised by the shift (:func:`precision.aps.shifted_format`: the
+       same bits without the two multiplies), short ones are multiplied.
     4. Sum over workers as ``state.reduction`` says (carrier all-reduce with a final
        rounding, or a sum rounded after each addition in rank, ring or 2D-torus order).
     5. Undo the multiplied shifts and the loss scale (exact for powers of two) and divide by
        the world size: like DDP's default hook, the result is the AVERAGE gradient.
-    6. Record a :class:`ReduceReport` per bucket; when every bucket of the step is done,
-       they become ``state.last_reports`` and ``state.step`` advances.
+    6. Record a :class:`ReduceReport` per bucket (its counts tallied by the roundings of
+       steps 3-4); when every bucket of the step is done, they become
+       ``state.last_reports`` and ``state.step`` advances.
 
     Steps 1-3 run in the hook; the carrier all-reduce of step 4 is started asynchronously
     and steps 4 (the final rounding) to 6 run in the returned future's callback, so the sum

@@ -35,6 +35,7 @@ from precision.collectives.telemetry import Bounds
 from precision.formats import Format
 from precision.quantize import RoundingCounts, largest_value
 
+#: What one reduction gives back: the average (in the working dtype) and its report.
 Reduced = tuple[torch.Tensor, ReduceReport]
 
 
@@ -92,8 +93,15 @@ def reduce_flat_async(
     also asynchronous) are supported; the ordered ones and error measurement run at once
     and return a completed future.
 
+    Args:
+        flat, sizes, state, bucket: as for :func:`reduce_flat`.
+
     Returns:
         A future of :func:`reduce_flat`'s result (the same bits).
+
+    Raises:
+        NonFiniteGradientError: with ``NonFinitePolicy.RAISE``, a gradient held Inf/NaN
+            (from the future's ``wait()`` when found after the sum).
     """
     work, bounds, group = _inputs(flat, sizes, state, None)
     if state.measure_error or (state.fmt is not None and state.reduction is not Reduction.CARRIER):
