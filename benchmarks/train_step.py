@@ -25,9 +25,10 @@ from pathlib import Path
 import pandas as pd
 
 from precision.registry import from_bits
-from training.config import Device, RunConfig, three_arms
+from training.config import Device, RunConfig
 from training.loop import run_study
 from training.report import write_csv
+from training.sweep import three_arms
 
 OUT = Path("results/benchmarks/train_step.csv")
 TARGET = 1.3

@@ -57,13 +57,8 @@ def _bar(event: PointEvent) -> None:
     callback=comma_list(Role.parse),
     help="Comma list of tensor roles to search.",
 )
-@click.option(
-    "--tolerance",
-    type=click.FloatRange(min=0),
-    default=0.5,
-    show_default=True,
-    help="Allowed drop of final test accuracy against float32, in points.",
-)
+@click.option("--tolerance", type=float, default=0.5, show_default=True,
+              help="Allowed drop of final test accuracy against float32, in points.")  # fmt: skip
 @click.option("--seeds", default="0", show_default=True, callback=comma_list(int),
               help="Comma list of seeds; the worst seed decides.")  # fmt: skip
 @click.option("--rounding", "roundings", default="nearest", show_default=True,
@@ -71,15 +66,15 @@ def _bar(event: PointEvent) -> None:
               help="Comma list of rounding modes searched (e.g. nearest,stochastic).")  # fmt: skip
 @click.option("--aps", "aps_modes", type=click.Choice([m.value for m in ApsModes]),
               default="both", show_default=True, help="APS settings tried for grad-comm.")  # fmt: skip
-@click.option("--max-exponent", type=click.IntRange(2, 11), default=8, show_default=True)
-@click.option("--min-exponent", type=click.IntRange(2, 11), default=2, show_default=True)
-@click.option("--max-mantissa", type=click.IntRange(0, 52), default=10, show_default=True)
+@click.option("--max-exponent", type=int, default=8, show_default=True)
+@click.option("--min-exponent", type=int, default=2, show_default=True)
+@click.option("--max-mantissa", type=int, default=10, show_default=True)
 @click.option(
     "--optimizer", type=click.Choice(registry_names(OPTIMIZERS)), default="sgd", show_default=True
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--batch-size", type=int, default=64, show_default=True,
               help="Global batch size (all workers together).")  # fmt: skip
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=float, default=None,
               help="Base learning rate at --base-batch-size [default: per optimizer].")  # fmt: skip
 @_training_options
 @executor_options

@@ -238,7 +238,7 @@ def write_report(run_dir: Path) -> pd.DataFrame:
     write_csv(data.paths.metrics, metrics)
     write_csv(data.paths.summary_csv, summary)
     cfg = data.config
-    title = f"{cfg.model} on {cfg.dataset}, {cfg.workers} workers, {cfg.reduction} reduction"
+    title = f"{cfg.model} on {cfg.dataset}, {cfg.workers} workers, {cfg.reduction.value} reduction"
     text = (
         f"# {data.paths.root.name}\n\n{title}, {cfg.epochs} epochs, rounding "
         f"{cfg.rounding.value}.\n\n" + markdown_table(table_rows(summary))

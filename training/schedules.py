@@ -16,7 +16,7 @@ follows the batch size:
   with ``p`` the fraction of the decay phase done.
 
 A preset (Goyal et al.'s warmup from ``base_lr``, LEGW) is an :class:`LRSchedule` with those
-fields set; ``training.loop.schedule_for`` builds the one a run configuration asks for.
+fields set; ``training.arm.schedule_for`` builds the one a run configuration asks for.
 """
 
 from __future__ import annotations

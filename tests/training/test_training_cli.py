@@ -34,7 +34,7 @@ def _run(args: list[str]) -> tuple[int, str]:
     ("args", "needle"),
     [
         (["run", "--bits", "0"], "bits=0"),
-        (["run", "--workers", "0"], "--workers"),
+        (["run", "--workers", "0"], "workers=0"),
         (["run", "--dataset", "nope"], "--dataset"),
         (["run", "--model", "nope"], "--model"),
         (["run", "--optimizer", "nope"], "--optimizer"),

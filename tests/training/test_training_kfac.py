@@ -17,11 +17,12 @@ from torch import nn
 from precision.registry import from_bits
 from precision.registry import parse as parse_format
 from training.cli import main
-from training.config import Device, RunConfig, three_arms
+from training.config import Device, RunConfig
 from training.distributed import WorkerContext, launch
 from training.loop import run_study
 from training.optim import KFAC, build_optimizer, param_groups
 from training.records import RunPaths, load_checkpoint
+from training.sweep import three_arms
 
 D = torch.float64
 
@@ -249,7 +250,7 @@ def test_cli_records_the_kfac_options(tmp_path: Path) -> None:
     args = ["run", "--arms", "float32", "--dataset", "synthetic", "--epochs", "1",
             "--optimizer", "kfac", "--output-dir", str(tmp_path)]  # fmt: skip
     bad = CliRunner().invoke(main, [*args, "--stats-format", "e9m9x"])
-    assert bad.exit_code == 2 and "stats_format" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "--stats-format" in bad.output and "Traceback" not in bad.output
     ok = CliRunner().invoke(
         main,
         [*args, "--stats-format", "e4m3", "--kfac-update-interval", "5", "--kfac-damping", "0.01"],
@@ -257,7 +258,11 @@ def test_cli_records_the_kfac_options(tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     (run_dir,) = tmp_path.iterdir()
     cfg = RunConfig.load(run_dir / "config.json")
-    assert (cfg.stats_format, cfg.kfac_update_interval, cfg.kfac_damping) == ("e4m3", 5, 0.01)
+    assert (cfg.stats_format, cfg.kfac_update_interval, cfg.kfac_damping) == (
+        parse_format("e4m3"),
+        5,
+        0.01,
+    )
     assert cfg.arms[0].optimizer == "kfac"
 
 

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from precision.registry import from_bits
-from training.config import RunConfig, three_arms
+from training.config import RunConfig
 from training.loop import run_study
 from training.optim import NLCG, build_optimizer, param_groups
 from training.records import RunPaths, load_checkpoint
+from training.sweep import three_arms
 
 H = ((3.0, 1.0), (1.0, 2.0))
 B = (1.0, -1.0)

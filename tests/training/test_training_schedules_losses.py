@@ -209,12 +209,14 @@ def test_exponential_decay_is_the_efficientnet_rate() -> None:
 
 def test_run_config_takes_the_decay_and_refuses_others() -> None:
     from precision.registry import from_bits
-    from training.config import ConfigError, RunConfig, three_arms
-    from training.loop import schedule_for
+    from training.arm import schedule_for
+    from training.config import ConfigError, RunConfig
+    from training.sweep import three_arms
 
     arms = three_arms(from_bits(4), batch_size=64, optimizer="rmsprop", lr=0.016, seed=0)
     cfg = RunConfig(arms=arms[:1], decay="exponential", epochs=10)
-    assert RunConfig.from_dict(cfg.to_dict()).decay == "exponential"
+    assert cfg.to_dict()["decay"] == "exponential"
+    assert RunConfig.from_dict(cfg.to_dict()).decay is Decay.EXPONENTIAL
     assert schedule_for(cfg, cfg.arms[0], steps_per_epoch=5).decay is Decay.EXPONENTIAL
     with pytest.raises(ConfigError, match="decay='linear'"):
         RunConfig(arms=arms[:1], decay="linear")
