@@ -1,4 +1,4 @@
-"""Fixtures of the training tests: the CLI in-process, and killing a real worker from outside."""
+"""Fixtures of the training tests: the CLI in-process, a resumed run, killing a real worker."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from training.cli import main
+from training.config import RunConfig
+from training.loop import run_study
+from training.records import RunPaths, load_checkpoint
 
 #: How long a killer waits for its target before it gives up (the test then fails on the
 #: outcome, not on time).
@@ -25,6 +30,29 @@ Killer = Callable[..., list[int]]
 def eager_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     """Spawned workers inherit this: same bits as the compiled kernel, no compile time."""
     monkeypatch.setenv("PRECISION_KERNEL", "eager")
+
+
+@pytest.fixture
+def full_and_resumed(tmp_path: Path) -> Callable[[RunConfig], tuple[Any, Any, Any, Any]]:
+    """Train ``cfg`` straight through, and again stopped after one epoch then resumed.
+
+    Returns a function giving (full records, resumed records, full checkpoint, resumed
+    checkpoint) of the first arm, both checkpoints loaded.
+    """
+
+    def run(cfg: RunConfig) -> tuple[Any, Any, Any, Any]:
+        full = run_study(cfg, tmp_path / "full")
+        run_study(cfg, tmp_path / "split", stop_after_epochs=1)
+        resumed = run_study(RunConfig.load(tmp_path / "split" / "config.json"), tmp_path / "split")
+        name = cfg.arms[0].name
+        a = load_checkpoint(RunPaths(tmp_path / "full").checkpoint(name))
+        b = load_checkpoint(RunPaths(tmp_path / "split").checkpoint(name))
+        assert a is not None and b is not None
+        for k, v in a["model"].items():
+            assert torch.equal(v, b["model"][k]), k
+        return full, resumed, a, b
+
+    return run
 
 
 @pytest.fixture
