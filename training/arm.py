@@ -20,7 +20,7 @@ from training.models import build_model
 from training.optim import build_optimizer, param_groups
 from training.records import ArmRecord, ArmStatus, EpochRecord, RunPaths, StepRecord
 from training.roles import RoleCasts
-from training.schedules import Decay, LRScaling, LRSchedule, WarmupRule
+from training.schedules import LRScaling, LRSchedule, WarmupRule
 
 
 def schedule_for(cfg: RunConfig, arm: ArmSpec, steps_per_epoch: int) -> LRSchedule:
@@ -126,6 +126,15 @@ def gradient_reduction(cfg: RunConfig, arm: ArmSpec) -> tuple[LowPrecisionState,
     return state, method
 
 
+def _steps_per_epoch(arm: ArmSpec, shard: ShardSpec, examples: int, local_batch: int) -> int:
+    steps = num_batches(shard.num_samples(examples), local_batch, drop_last=True)
+    if steps == 0:
+        raise ValueError(
+            f"arm {arm.name}: batch size {arm.batch_size} exceeds the {examples} training examples"
+        )
+    return steps
+
+
 def setup_arm(
     cfg: RunConfig,
     arm: ArmSpec,
@@ -159,12 +168,7 @@ def setup_arm(
     optimizer = casts.install(model, optimizer)
     shard = ShardSpec(rank=ctx.rank, world_size=ctx.world_size, seed=arm.seed, drop_last=True)
     local_batch = arm.batch_size // ctx.world_size
-    steps_per_epoch = num_batches(shard.num_samples(len(data.train)), local_batch, drop_last=True)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"arm {arm.name}: batch size {arm.batch_size} exceeds the {len(data.train)} "
-            "training examples"
-        )
+    steps_per_epoch = _steps_per_epoch(arm, shard, len(data.train), local_batch)
     comm, method = gradient_reduction(cfg, arm)
     restored = None if ckpt is None else ArmRecord.from_dict(ckpt["record"])
     if ckpt is not None:  # bit-exact continuation: weights, optimizer and RNG states

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from precision.formats import BlockFormat, FixedFormat, FloatFormat
+from precision.formats import BlockFormat, FloatFormat, Format
 from precision.registry import aliases_of, formats, from_bits
 from precision.registry import parse as parse_format
 from training.cli_bits import bits_needed_cmd, report_bits
@@ -62,51 +62,7 @@ def formats_cmd(show_bits: bool) -> None:
     rows: list[tuple[str, ...]] = [
         ("name", "bits", "e", "m", "max finite", "min normal", "min subnormal", "eps", "aliases")
     ]
-    for f in formats():
-        if isinstance(f, FloatFormat):
-            rows.append(
-                (
-                    str(f),
-                    str(f.total_bits),
-                    str(f.exponent_bits),
-                    str(f.mantissa_bits),
-                    format_number(f.max_finite),
-                    format_number(f.smallest_normal),
-                    format_number(f.smallest_subnormal),
-                    format_number(f.epsilon),
-                    ", ".join(aliases_of(str(f))),
-                )
-            )
-        elif isinstance(f, BlockFormat):
-            el = f.element
-            el_max = el.max_finite if isinstance(el, FloatFormat) else el.max_value
-            rows.append(
-                (
-                    str(f),
-                    f"{f.total_bits:g}",
-                    "-",
-                    "-",
-                    f"{format_number(el_max)} x scale",
-                    "-",
-                    "-",
-                    "-",
-                    f"block {f.block_size}, element {el}, scale {f.scale}",
-                )
-            )
-        elif isinstance(f, FixedFormat):
-            rows.append(
-                (
-                    str(f),
-                    str(f.word_bits),
-                    "-",
-                    "-",
-                    format_number(f.max_value),
-                    "-",
-                    "-",
-                    format_number(f.resolution),
-                    "",
-                )
-            )
+    rows += [_format_row(f) for f in formats()]
     print_table(rows)
     if show_bits:
         click.echo("")
@@ -114,16 +70,26 @@ def formats_cmd(show_bits: bool) -> None:
         for n in range(3, 33):
             f = from_bits(n)
             rows.append(
-                (
-                    str(n),
-                    str(f),
-                    str(f.exponent_bits),
-                    str(f.mantissa_bits),
-                    format_number(f.max_finite),
-                    format_number(f.epsilon),
-                )
-            )
+                (str(n), str(f), str(f.exponent_bits), str(f.mantissa_bits),
+                 format_number(f.max_finite), format_number(f.epsilon))
+            )  # fmt: skip
         print_table(rows)
+
+
+def _format_row(f: Format) -> tuple[str, ...]:
+    """One line of ``prec-study formats``: bits, e, m, range, eps and aliases or layout."""
+    if isinstance(f, FloatFormat):
+        return (str(f), str(f.total_bits), str(f.exponent_bits), str(f.mantissa_bits),
+                format_number(f.max_finite), format_number(f.smallest_normal),
+                format_number(f.smallest_subnormal), format_number(f.epsilon),
+                ", ".join(aliases_of(str(f))))  # fmt: skip
+    if isinstance(f, BlockFormat):
+        el = f.element
+        el_max = el.max_finite if isinstance(el, FloatFormat) else el.max_value
+        return (str(f), f"{f.total_bits:g}", "-", "-", f"{format_number(el_max)} x scale",
+                "-", "-", "-", f"block {f.block_size}, element {el}, scale {f.scale}")  # fmt: skip
+    return (str(f), str(f.word_bits), "-", "-", format_number(f.max_value), "-", "-",
+            format_number(f.resolution), "")  # fmt: skip
 
 
 def _execute(run: Callable[[], T], run_dir: Path) -> T:

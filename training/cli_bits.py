@@ -13,7 +13,7 @@ import click
 from precision.rounding import RoundingMode
 from training.bits_points import PointCache
 from training.bits_report import answer_lines, rebuild_search, write_search_report
-from training.bits_search import PointEvent, SearchError, SearchSpec, search_bits
+from training.bits_search import PointEvent, SearchError, SearchResult, SearchSpec, search_bits
 from training.bits_train import TrainingEvaluator, arm_template, search_dir
 from training.cli_options import (
     StudyUsageError,
@@ -112,13 +112,23 @@ def bits_needed_cmd(**opts: Any) -> None:
         err=True,
     )
     start = time.perf_counter()
+    # Locally each point is cached as soon as it is trained; on Slurm the seeds of a setting
+    # go out together as one job array.
+    result = _search(spec, shared, root, evaluator, together=slurm is not None)
+    for line in answer_lines(spec, result):
+        click.echo(line)
+    click.echo(f"\nwall time {time.perf_counter() - start:.1f} s; results in {root}")
+
+
+def _search(
+    spec: SearchSpec, shared: RunConfig, root: Path, evaluator: TrainingEvaluator, *, together: bool
+) -> SearchResult:
+    """Save the settings in ``root``, search, write the report; failures as CLI errors."""
     try:
         root.mkdir(parents=True, exist_ok=True)
         shared.save(root / "config.json")
         atomic_write_text(root / "search.json", json.dumps(spec.to_dict(), indent=2) + "\n")
-        # Locally each point is cached as soon as it is trained; on Slurm the seeds of a
-        # setting go out together as one job array.
-        many = None if slurm is None else evaluator.many
+        many = evaluator.many if together else None
         result = search_bits(
             spec, evaluator, cache=PointCache(root), evaluate_many=many, on_point=_bar
         )
@@ -136,9 +146,7 @@ def bits_needed_cmd(**opts: Any) -> None:
         raise StudyUsageError(str(exc)) from None
     except ValueError as exc:  # e.g. device=cuda without a GPU
         raise StudyUsageError(str(exc)) from None
-    for line in answer_lines(spec, result):
-        click.echo(line)
-    click.echo(f"\nwall time {time.perf_counter() - start:.1f} s; results in {root}")
+    return result
 
 
 def _title(cfg: RunConfig) -> str:

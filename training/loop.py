@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,10 +192,8 @@ def train_arm(
         RecordError: if an existing checkpoint cannot be read.
     """
     ckpt = load_checkpoint(paths.checkpoint(arm.name))
-    if (
-        ckpt is not None
-        and (done := ArmRecord.from_dict(ckpt["record"])).status is not ArmStatus.PARTIAL
-    ):
+    done = None if ckpt is None else ArmRecord.from_dict(ckpt["record"])
+    if done is not None and done.status is not ArmStatus.PARTIAL:
         emit(Progress(arm.name, done.epochs_done, cfg.epochs, "skip"))
         return done
     t = setup_arm(cfg, arm, data, ctx, ckpt)
@@ -212,10 +211,8 @@ def train_arm(
             break
         t.epochs.append(evaluate_epoch(t, data, epoch, steps, time.perf_counter() - epoch_start))
         t.checkpoint(paths, ArmStatus.FINISHED if epoch + 1 == cfg.epochs else ArmStatus.PARTIAL)
-        times = sorted(s.step_time_s for s in t.steps)
-        emit(
-            Progress(arm.name, epoch + 1, cfg.epochs, "epoch", t.epochs[-1], times[len(times) // 2])
-        )
+        median = statistics.median_high(s.step_time_s for s in t.steps)
+        emit(Progress(arm.name, epoch + 1, cfg.epochs, "epoch", t.epochs[-1], median))
     if status is not ArmStatus.FINISHED:  # a finished arm was saved with its last epoch
         t.checkpoint(paths, status)
     emit(Progress(arm.name, len(t.epochs), cfg.epochs, status.value))

@@ -163,10 +163,8 @@ def test_excluded_groups_are_not_decayed() -> None:
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_resume_through_the_checkpoint_is_bit_exact(
-    full_and_resumed: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PRECISION_KERNEL", "eager")
+@pytest.mark.usefixtures("eager_kernel")
+def test_resume_keeps_the_search_direction_bit_exact(full_and_resumed: Any) -> None:
     arms = three_arms(from_bits(8), batch_size=64, optimizer="nlcg", lr=0.005,
                       seed=3, which=("aps",))  # fmt: skip
     cfg = RunConfig(arms=arms, dataset="synthetic", epochs=2, workers=2, device="cpu",

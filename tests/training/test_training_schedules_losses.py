@@ -82,15 +82,8 @@ def test_legw_warmup_scales_with_batch() -> None:
 
 def test_goyal_warmup_starts_at_base_lr() -> None:
     # Goyal et al.: k = 32 (8192 / 256), 0.1 -> 3.2 over 5 epochs.
-    s = LRSchedule(
-        base_lr=0.1,
-        base_batch_size=256,
-        batch_size=8192,
-        steps_per_epoch=4,
-        total_epochs=90,
-        warmup_epochs=5.0,
-        warmup_start_lr=0.1,
-    )
+    s = LRSchedule(base_lr=0.1, base_batch_size=256, batch_size=8192, steps_per_epoch=4,
+                   total_epochs=90, warmup_epochs=5.0, warmup_start_lr=0.1)  # fmt: skip
     assert s.lr(0) == pytest.approx(0.1)
     assert s.lr_at_epoch(2.5) == pytest.approx(0.1 + 3.1 * 0.5)
     assert s.lr(20) == pytest.approx(3.2)
