@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from training.models import build_model
 from training.optim import build_optimizer, param_groups
-from training.report import write_csv
+from training.report import ratio_text, write_csv
 
 OUT = Path("results/benchmarks/optim_overhead.csv")
 
@@ -124,14 +124,8 @@ def main() -> int:
                 "target": target,
             }
         )
-        verdict = ""
-        if target is not None:
-            verdict = f" (target <= {target}: {'ok' if ratio <= target else 'MISSED'})"
-        print(
-            f"{args.model} batch {args.batch_size} {label:>15}: {ms:8.2f} ms/step, "
-            f"ratio to sgd {ratio:.2f}x [{ratios[0]:.2f}-{ratios[-1]:.2f}]{verdict}",
-            flush=True,
-        )
+        line = f"{args.model} batch {args.batch_size} {label:>15}: {ms:8.2f} ms/step, to sgd: "
+        print(line + ratio_text(ratio, ratios, target), flush=True)
     write_csv(OUT, pd.DataFrame(rows))
     print(f"wrote {OUT}")
     return 0

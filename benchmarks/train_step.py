@@ -25,9 +25,10 @@ from pathlib import Path
 import pandas as pd
 
 from precision.registry import from_bits
-from training.config import Device, RunConfig, three_arms
+from training.config import Device, RunConfig
 from training.loop import run_study
-from training.report import write_csv
+from training.report import ratio_text, write_csv
+from training.sweep import three_arms
 
 OUT = Path("results/benchmarks/train_step.csv")
 TARGET = 1.3
@@ -85,16 +86,12 @@ def main() -> int:
                     "target": TARGET if reduction == "carrier" else None,
                 }
             )
-            verdict = ""
-            if reduction == "carrier":
-                verdict = f" (target <= {TARGET}: {'ok' if ratio <= TARGET else 'MISSED'})"
-            print(
-                f"{model:>5} {reduction:>7}: float32 {f32:.2f} ms/step, e3m0+APS {lowp:.2f} "
-                f"ms/step, ratio {ratio:.2f}x [{ratios[0]:.2f}-{ratios[-1]:.2f}]{verdict}",
-                flush=True,
-            )
-    write_csv(OUT, pd.DataFrame(rows))
-    print(f"wrote {OUT}")
+            target = TARGET if reduction == "carrier" else None
+            times = f"float32 {f32:.2f} ms/step, e3m0+APS {lowp:.2f} ms/step"
+            print(f"{model:>5} {reduction:>7}: {times}, " + ratio_text(ratio, ratios, target))
+    frame = pd.DataFrame(rows)
+    write_csv(OUT, frame)
+    print(f"wrote {OUT} ({len(frame)} rows)")
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from precision.formats import BlockFormat, FixedFormat, FloatFormat
+from precision.formats import BlockFormat, FloatFormat, Format
 from precision.registry import aliases_of, formats, from_bits
 from precision.registry import parse as parse_format
 from training.cli_bits import bits_needed_cmd, report_bits
@@ -23,13 +23,7 @@ from training.cli_options import (
     shared_options,
     slurm_settings,
 )
-from training.config import (
-    DEFAULT_LRS,
-    ArmSpec,
-    ConfigError,
-    RunConfig,
-    three_arms,
-)
+from training.config import DEFAULT_LRS, ArmSpec, ConfigError, RunConfig
 from training.data import DatasetError
 from training.distributed import WorkerError, is_primary_process
 from training.executor import ExecutorError, SlurmExecutor, SlurmSettings
@@ -46,6 +40,7 @@ from training.sweep import (
     run_sweep,
     run_sweep_jobs,
     sweep_dir,
+    three_arms,
     write_sweep_report,
 )
 
@@ -67,51 +62,7 @@ def formats_cmd(show_bits: bool) -> None:
     rows: list[tuple[str, ...]] = [
         ("name", "bits", "e", "m", "max finite", "min normal", "min subnormal", "eps", "aliases")
     ]
-    for f in formats():
-        if isinstance(f, FloatFormat):
-            rows.append(
-                (
-                    str(f),
-                    str(f.total_bits),
-                    str(f.exponent_bits),
-                    str(f.mantissa_bits),
-                    format_number(f.max_finite),
-                    format_number(f.smallest_normal),
-                    format_number(f.smallest_subnormal),
-                    format_number(f.epsilon),
-                    ", ".join(aliases_of(str(f))),
-                )
-            )
-        elif isinstance(f, BlockFormat):
-            el = f.element
-            el_max = el.max_finite if isinstance(el, FloatFormat) else el.max_value
-            rows.append(
-                (
-                    str(f),
-                    f"{f.total_bits:g}",
-                    "-",
-                    "-",
-                    f"{format_number(el_max)} x scale",
-                    "-",
-                    "-",
-                    "-",
-                    f"block {f.block_size}, element {el}, scale {f.scale}",
-                )
-            )
-        elif isinstance(f, FixedFormat):
-            rows.append(
-                (
-                    str(f),
-                    str(f.word_bits),
-                    "-",
-                    "-",
-                    format_number(f.max_value),
-                    "-",
-                    "-",
-                    format_number(f.resolution),
-                    "",
-                )
-            )
+    rows += [_format_row(f) for f in formats()]
     print_table(rows)
     if show_bits:
         click.echo("")
@@ -119,16 +70,26 @@ def formats_cmd(show_bits: bool) -> None:
         for n in range(3, 33):
             f = from_bits(n)
             rows.append(
-                (
-                    str(n),
-                    str(f),
-                    str(f.exponent_bits),
-                    str(f.mantissa_bits),
-                    format_number(f.max_finite),
-                    format_number(f.epsilon),
-                )
-            )
+                (str(n), str(f), str(f.exponent_bits), str(f.mantissa_bits),
+                 format_number(f.max_finite), format_number(f.epsilon))
+            )  # fmt: skip
         print_table(rows)
+
+
+def _format_row(f: Format) -> tuple[str, ...]:
+    """One line of ``prec-study formats``: bits, e, m, range, eps and aliases or layout."""
+    if isinstance(f, FloatFormat):
+        return (str(f), str(f.total_bits), str(f.exponent_bits), str(f.mantissa_bits),
+                format_number(f.max_finite), format_number(f.smallest_normal),
+                format_number(f.smallest_subnormal), format_number(f.epsilon),
+                ", ".join(aliases_of(str(f))))  # fmt: skip
+    if isinstance(f, BlockFormat):
+        el = f.element
+        el_max = el.max_finite if isinstance(el, FloatFormat) else el.max_value
+        return (str(f), f"{f.total_bits:g}", "-", "-", f"{format_number(el_max)} x scale",
+                "-", "-", "-", f"block {f.block_size}, element {el}, scale {f.scale}")  # fmt: skip
+    return (str(f), str(f.word_bits), "-", "-", format_number(f.max_value), "-", "-",
+            format_number(f.resolution), "")  # fmt: skip
 
 
 def _execute(run: Callable[[], T], run_dir: Path) -> T:
@@ -176,14 +137,14 @@ def _execute(run: Callable[[], T], run_dir: Path) -> T:
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=int,
     default=64,
     show_default=True,
     help="Global batch size (all workers together).",
 )
 @click.option(
     "--lr",
-    type=click.FloatRange(min=0, min_open=True),
+    type=float,
     default=None,
     help="Base learning rate at --base-batch-size [default: per optimizer, 0.1 for sgd].",
 )
@@ -253,8 +214,6 @@ def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
     try:
         if opts["fmt_name"] is not None:
             fmt = parse_format(opts["fmt_name"])
-            if not isinstance(fmt, FloatFormat):
-                raise ValueError(f"{opts['fmt_name']}: gradient communication needs a float format")
         else:
             fmt = from_bits(4 if opts["bits"] is None else opts["bits"])
     except ValueError as exc:
@@ -308,17 +267,12 @@ def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
 @click.option("--seeds", default="0", show_default=True, callback=comma_list(int))
 @click.option(
     "--target-accuracy",
-    type=click.FloatRange(min=0, max=100, min_open=True),
+    type=float,
     default=None,
     help="Test accuracy (percent) whose steps-to-target the batch-size study reports.",
 )
-@click.option(
-    "--limit-tolerance",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Accuracy loss (points) against the smallest batch that marks the batch-size limit.",
-)
+@click.option("--limit-tolerance", type=float, default=1.0, show_default=True,
+              help="Accuracy loss (points) against the smallest batch that marks the batch-size limit.")  # fmt: skip
 @shared_options
 @executor_options
 def sweep_cmd(**opts: Any) -> None:
@@ -332,11 +286,6 @@ def sweep_cmd(**opts: Any) -> None:
                 f"unknown optimizer {opt!r}; choose from {', '.join(registry_names(OPTIMIZERS))}",
                 param_hint="--optimizers",
             )
-    for b in opts["batch_sizes"]:
-        if b < 1:
-            raise click.BadParameter(
-                f"batch size {b}: must be positive", param_hint="--batch-sizes"
-            )
     lrs = {} if opts["lrs"] is None else {o: opts["lrs"] for o in opts["optimizers"]}
     target = opts["target_accuracy"]
     try:
@@ -346,12 +295,11 @@ def sweep_cmd(**opts: Any) -> None:
             target_accuracy=None if target is None else target / 100,
             limit_tolerance=opts["limit_tolerance"],
         )  # fmt: skip
-        placeholder = spec.arms()[:1]
+        arms = spec.arms()
     except ValueError as exc:
         raise StudyUsageError(str(exc)) from None
-    shared = shared_config(placeholder, opts)
+    shared = shared_config(arms, opts)  # checks every cell (e.g. batch divisible by workers)
     root = sweep_dir(opts["output_dir"], shared)
-    shared_config(spec.arms(), opts)  # validates every cell (e.g. batch divisible by workers)
     click.echo(f"sweep {root.name}: {len(spec.arms())} cells, {shared.workers} workers", err=True)
     slurm = slurm_settings(opts, root / "slurm")
     if slurm is not None:

@@ -13,7 +13,7 @@ import click
 from precision.rounding import RoundingMode
 from training.bits_points import PointCache
 from training.bits_report import answer_lines, rebuild_search, write_search_report
-from training.bits_search import PointEvent, SearchError, SearchSpec, search_bits
+from training.bits_search import PointEvent, SearchError, SearchResult, SearchSpec, search_bits
 from training.bits_train import TrainingEvaluator, arm_template, search_dir
 from training.cli_options import (
     StudyUsageError,
@@ -57,13 +57,8 @@ def _bar(event: PointEvent) -> None:
     callback=comma_list(Role.parse),
     help="Comma list of tensor roles to search.",
 )
-@click.option(
-    "--tolerance",
-    type=click.FloatRange(min=0),
-    default=0.5,
-    show_default=True,
-    help="Allowed drop of final test accuracy against float32, in points.",
-)
+@click.option("--tolerance", type=float, default=0.5, show_default=True,
+              help="Allowed drop of final test accuracy against float32, in points.")  # fmt: skip
 @click.option("--seeds", default="0", show_default=True, callback=comma_list(int),
               help="Comma list of seeds; the worst seed decides.")  # fmt: skip
 @click.option("--rounding", "roundings", default="nearest", show_default=True,
@@ -71,15 +66,15 @@ def _bar(event: PointEvent) -> None:
               help="Comma list of rounding modes searched (e.g. nearest,stochastic).")  # fmt: skip
 @click.option("--aps", "aps_modes", type=click.Choice([m.value for m in ApsModes]),
               default="both", show_default=True, help="APS settings tried for grad-comm.")  # fmt: skip
-@click.option("--max-exponent", type=click.IntRange(2, 11), default=8, show_default=True)
-@click.option("--min-exponent", type=click.IntRange(2, 11), default=2, show_default=True)
-@click.option("--max-mantissa", type=click.IntRange(0, 52), default=10, show_default=True)
+@click.option("--max-exponent", type=int, default=8, show_default=True)
+@click.option("--min-exponent", type=int, default=2, show_default=True)
+@click.option("--max-mantissa", type=int, default=10, show_default=True)
 @click.option(
     "--optimizer", type=click.Choice(registry_names(OPTIMIZERS)), default="sgd", show_default=True
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--batch-size", type=int, default=64, show_default=True,
               help="Global batch size (all workers together).")  # fmt: skip
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=float, default=None,
               help="Base learning rate at --base-batch-size [default: per optimizer].")  # fmt: skip
 @_training_options
 @executor_options
@@ -117,13 +112,23 @@ def bits_needed_cmd(**opts: Any) -> None:
         err=True,
     )
     start = time.perf_counter()
+    # Locally each point is cached as soon as it is trained; on Slurm the seeds of a setting
+    # go out together as one job array.
+    result = _search(spec, shared, root, evaluator, together=slurm is not None)
+    for line in answer_lines(spec, result):
+        click.echo(line)
+    click.echo(f"\nwall time {time.perf_counter() - start:.1f} s; results in {root}")
+
+
+def _search(
+    spec: SearchSpec, shared: RunConfig, root: Path, evaluator: TrainingEvaluator, *, together: bool
+) -> SearchResult:
+    """Save the settings in ``root``, search, write the report; failures as CLI errors."""
     try:
         root.mkdir(parents=True, exist_ok=True)
         shared.save(root / "config.json")
         atomic_write_text(root / "search.json", json.dumps(spec.to_dict(), indent=2) + "\n")
-        # Locally each point is cached as soon as it is trained; on Slurm the seeds of a
-        # setting go out together as one job array.
-        many = None if slurm is None else evaluator.many
+        many = evaluator.many if together else None
         result = search_bits(
             spec, evaluator, cache=PointCache(root), evaluate_many=many, on_point=_bar
         )
@@ -141,9 +146,7 @@ def bits_needed_cmd(**opts: Any) -> None:
         raise StudyUsageError(str(exc)) from None
     except ValueError as exc:  # e.g. device=cuda without a GPU
         raise StudyUsageError(str(exc)) from None
-    for line in answer_lines(spec, result):
-        click.echo(line)
-    click.echo(f"\nwall time {time.perf_counter() - start:.1f} s; results in {root}")
+    return result
 
 
 def _title(cfg: RunConfig) -> str:

@@ -8,12 +8,16 @@ from typing import Any, TypeVar
 
 import click
 
+from precision.collectives import Reduction
+from precision.registry import parse as parse_format
 from precision.rounding import RoundingMode
-from training.config import NLCG_BETAS, REDUCTIONS, ArmSpec, Backend, Device, RunConfig
+from training.config import ArmSpec, Backend, Device, RunConfig
 from training.data import DATASETS
 from training.executor import ExecutorKind, SlurmSettings
-from training.models import MODELS
+from training.models import MODELS, BatchNormMode
+from training.optim.nlcg import BetaRule
 from training.registry import Registry
+from training.schedules import Decay
 
 T = TypeVar("T")
 
@@ -51,6 +55,13 @@ def _rounding(ctx: click.Context, param: click.Parameter, value: str) -> Roundin
         raise click.BadParameter(str(exc)) from None
 
 
+def _stats_format(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    try:
+        return None if value is None else parse_format(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def shared_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options common to ``run`` and ``sweep`` (everything an arm does not vary)."""
     for option in reversed(_shared_option_list()):
@@ -73,54 +84,59 @@ def _shared_option_list(
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Local copy of a file-based dataset (mnist, cifar10, ...)."),
         click.option("--model", type=click.Choice(registry_names(MODELS)), default="mlp", show_default=True),
-        click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True),
-        click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+        click.option("--epochs", type=int, default=10, show_default=True),
+        click.option("--workers", type=int, default=2, show_default=True,
                      help="Data-parallel processes (ignored under torchrun)."),
         *([click.option("--rounding", default="nearest", show_default=True, callback=_rounding,
                         help="Rounding of the communicated gradients (nearest, stochastic, ...).")]
           if rounding else []),
-        click.option("--reduction", type=click.Choice(list(REDUCTIONS)), default="carrier", show_default=True,
+        click.option("--reduction", type=click.Choice([r.value for r in Reduction]), default="carrier", show_default=True,
                      help="carrier: quantize inputs and sum; rank/ring/torus: round every partial sum."),
-        click.option("--headroom", type=click.IntRange(min=0), default=None,
+        click.option("--headroom", type=int, default=None,
                      help="APS headroom bits [default: ceil(log2 workers)]."),
         click.option("--loss-scale", type=float, default=1.0, show_default=True,
                      help="Static loss scale (a power of two) of the low-precision reduction: "
                           "the baseline APS is compared against."),
-        click.option("--batchnorm", type=click.Choice(["plain", "sync", "ghost"]), default="plain",
+        click.option("--batchnorm", type=click.Choice([m.value for m in BatchNormMode]), default="plain",
                      show_default=True,
                      help="Batch-norm statistics: per worker, synchronized across workers, or ghost."),
-        click.option("--ghost-batch-size", type=click.IntRange(min=1), default=None,
+        click.option("--ghost-batch-size", type=int, default=None,
                      help="Virtual batch size of --batchnorm ghost."),
-        click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True),
-        click.option("--warmup-epochs", type=click.FloatRange(min=0), default=1.0, show_default=True),
+        click.option("--label-smoothing", type=float, default=0.0, show_default=True),
+        click.option("--warmup-epochs", type=float, default=1.0, show_default=True),
         click.option("--legw", is_flag=True, help="LEGW: sqrt LR scaling, warmup grows with the batch."),
-        click.option("--decay", type=click.Choice(["cosine", "polynomial", "exponential", "constant"]),
+        click.option("--decay", type=click.Choice([d.value for d in Decay]),
                      default="cosine", show_default=True,
                      help="Learning rate after warmup (exponential: x0.97 per 2.4 epochs)."),
-        click.option("--base-batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+        click.option("--base-batch-size", type=int, default=64, show_default=True,
                      help="Batch size at which --lr applies (scaled linearly, sqrt under --legw)."),
-        click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, show_default=True),
-        click.option("--kfac-update-interval", type=click.IntRange(min=1), default=10, show_default=True,
+        click.option("--weight-decay", type=float, default=1e-4, show_default=True),
+        click.option("--kfac-update-interval", type=int, default=10, show_default=True,
                      help="kfac: steps between inverse updates (the factors are stale in between)."),
-        click.option("--kfac-factor-interval", type=click.IntRange(min=1), default=None,
+        click.option("--kfac-factor-interval", type=int, default=None,
                      help="kfac: steps between statistics collections [default: the update interval]."),
-        click.option("--kfac-damping", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+        click.option("--kfac-damping", type=float, default=1e-3, show_default=True,
                      help="kfac: Tikhonov damping, split between the factors by pi."),
-        click.option("--stats-format", default=None,
+        click.option("--stats-format", default=None, callback=_stats_format,
                      help="kfac: format the factors are averaged in over the workers [default: float32]."),
-        click.option("--nlcg-beta", type=click.Choice(list(NLCG_BETAS)), default="pr+", show_default=True,
+        click.option("--nlcg-beta", type=click.Choice([b.value for b in BetaRule]), default="pr+", show_default=True,
                      help="nlcg: Fletcher-Reeves, Polak-Ribiere(+) or Hestenes-Stiefel beta."),
         click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
                      show_default=True),
         click.option("--device", type=click.Choice([d.value for d in Device]), default="auto", show_default=True),
         click.option("--backend", type=click.Choice([b.value for b in Backend]), default="auto", show_default=True),
-        click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=60.0,
+        click.option("--timeout", "timeout_s", type=float, default=60.0,
                      show_default=True, help="Seconds a collective may wait before the run fails."),
     ]  # fmt: skip
     return options
 
 
 def shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig:
+    """The study of ``arms`` with the shared options (click parsed them; RunConfig checks).
+
+    Raises:
+        StudyUsageError: if RunConfig rejects a value.
+    """
     try:
         return RunConfig(
             arms=arms,
@@ -130,25 +146,25 @@ def shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig:
             epochs=opts["epochs"],
             workers=opts["workers"],
             rounding=opts["rounding"],
-            reduction=opts["reduction"],
+            reduction=Reduction(opts["reduction"]),
             headroom=opts["headroom"],
             loss_scale=opts["loss_scale"],
             label_smoothing=opts["label_smoothing"],
             warmup_epochs=opts["warmup_epochs"],
             legw=opts["legw"],
-            decay=opts["decay"],
+            decay=Decay(opts["decay"]),
             base_batch_size=opts["base_batch_size"],
             weight_decay=opts["weight_decay"],
             device=Device(opts["device"]),
             backend=Backend(opts["backend"]),
             timeout_s=opts["timeout_s"],
-            batchnorm=opts["batchnorm"],
+            batchnorm=BatchNormMode(opts["batchnorm"]),
             ghost_batch_size=opts["ghost_batch_size"],
             kfac_update_interval=opts["kfac_update_interval"],
             kfac_factor_interval=opts["kfac_factor_interval"],
             kfac_damping=opts["kfac_damping"],
             stats_format=opts["stats_format"],
-            nlcg_beta=opts["nlcg_beta"],
+            nlcg_beta=BetaRule(opts["nlcg_beta"]),
         )
     except ValueError as exc:
         raise StudyUsageError(str(exc)) from None

@@ -3,8 +3,9 @@
 A study is a list of *arms* trained one after another on the same data, model and workers.
 An arm fixes what the study varies: the gradient-communication format, APS on or off, the
 global batch size, the optimizer, the learning rate and the seed. ``prec-study run`` builds
-three arms (float32, low precision without APS, low precision with APS); ``prec-study sweep``
-builds a grid. Everything else is shared by all arms and lives in :class:`RunConfig`.
+three arms (float32, low precision without APS, low precision with APS:
+:func:`training.sweep.three_arms`); ``prec-study sweep`` builds a grid. Everything else is
+shared by all arms and lives in :class:`RunConfig`.
 
 The configuration is saved as ``config.json`` next to the results it produced and is read
 back verbatim by ``--resume``.
@@ -22,16 +23,16 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from precision.formats import FloatFormat
+from precision.collectives import Reduction
+from precision.formats import FloatFormat, Format
 from precision.registry import parse as parse_format
 from precision.rounding import RoundingMode
 from training.models import BatchNormMode
+from training.optim.nlcg import BetaRule
 from training.roles import RoleCast
+from training.schedules import Decay
 
 SCHEMA_VERSION = 1
-
-#: Reductions of ``precision.collectives`` (``Reduction`` values, lower case).
-REDUCTIONS = ("carrier", "rank", "ring", "torus")
 
 #: Base learning rates (at ``RunConfig.base_batch_size``) tried per optimizer by a sweep; the
 #: last one is the default of ``prec-study run``.
@@ -44,10 +45,6 @@ DEFAULT_LRS: dict[str, tuple[float, ...]] = {
     "nlcg": (0.002, 0.005),
     "kfac": (0.02, 0.05),
 }
-
-#: NLCG beta rules (``training.optim.BetaRule`` values; the optimizer package is not imported
-#: here, so the config stays importable without torch's optimizer stack).
-NLCG_BETAS = ("fr", "pr", "pr+", "hs")
 
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
@@ -70,6 +67,30 @@ class Backend(str, Enum):
     AUTO = "auto"  # nccl on cuda, gloo on cpu
     GLOO = "gloo"
     NCCL = "nccl"
+
+
+#: RunConfig fields holding enum members, and their enums.
+_ENUM_FIELDS: dict[str, type[Enum]] = {
+    "rounding": RoundingMode,
+    "reduction": Reduction,
+    "decay": Decay,
+    "device": Device,
+    "backend": Backend,
+    "batchnorm": BatchNormMode,
+    "nlcg_beta": BetaRule,
+}
+
+
+def _member(kind: type[Enum], key: str, value: Any) -> Enum:
+    """``value`` as a member of ``kind`` (a member, or its value as config.json spells it)."""
+    if isinstance(value, kind):
+        return value
+    try:
+        return RoundingMode.parse(value) if kind is RoundingMode else kind(value)
+    except ValueError as exc:
+        choices = ", ".join(str(m.value) for m in kind)
+        detail = str(exc) if kind is RoundingMode else f"{key}={value!r}: choose from {choices}"
+        raise ConfigError(detail) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,7 +173,7 @@ class RunConfig:
         epochs: epochs per arm.
         workers: data-parallel processes.
         rounding: rounding of the low-precision communication.
-        reduction: ``precision.collectives`` reduction (one of :data:`REDUCTIONS`).
+        reduction: how ``precision.collectives`` forms the sum over workers.
         headroom: APS headroom in bits (None: the collectives default).
         loss_scale: static loss scale of the low-precision gradient reduction (a power of
             two, multiplied in before quantizing and divided out after; 1: none): the
@@ -160,8 +181,8 @@ class RunConfig:
         label_smoothing: label-smoothing epsilon (Szegedy et al. 2016).
         warmup_epochs: learning-rate warmup (at ``base_batch_size`` under LEGW).
         legw: LEGW schedule (You et al. 2019): sqrt scaling, warmup grows with the batch.
-        decay: learning-rate shape after warmup: ``cosine``, ``polynomial`` (power 2),
-            ``exponential`` (x0.97 every 2.4 epochs, the EfficientNet recipe) or ``constant``.
+        decay: learning-rate shape after warmup: cosine, polynomial (power 2), exponential
+            (x0.97 every 2.4 epochs, the EfficientNet recipe) or constant.
         base_batch_size: batch size at which each arm's ``lr`` is the peak rate.
         weight_decay: L2 decay of multi-dimensional weights.
         device: cpu, cuda or auto.
@@ -174,9 +195,9 @@ class RunConfig:
         kfac_factor_interval: steps between K-FAC statistics collections (None: the
             update interval, SP-NGD's choice).
         kfac_damping: Tikhonov damping of K-FAC.
-        stats_format: spelling of the format K-FAC's factors are averaged in over the
-            workers (None: float32), rounded with ``rounding``.
-        nlcg_beta: NLCG's beta rule (``fr``, ``pr``, ``pr+``, ``hs``).
+        stats_format: format K-FAC's factors are averaged in over the workers (None:
+            float32), rounded with ``rounding``.
+        nlcg_beta: NLCG's beta rule.
         schema: version of this layout.
     """
 
@@ -187,13 +208,13 @@ class RunConfig:
     epochs: int = 12
     workers: int = 2
     rounding: RoundingMode = RoundingMode.NEAREST_EVEN
-    reduction: str = "carrier"
+    reduction: Reduction = Reduction.CARRIER
     headroom: int | None = None
     loss_scale: float = 1.0
     label_smoothing: float = 0.0
     warmup_epochs: float = 1.0
     legw: bool = False
-    decay: str = "cosine"
+    decay: Decay = Decay.COSINE
     base_batch_size: int = 64
     weight_decay: float = 1e-4
     device: Device = Device.AUTO
@@ -204,20 +225,29 @@ class RunConfig:
     kfac_update_interval: int = 10
     kfac_factor_interval: int | None = None
     kfac_damping: float = 1e-3
-    stats_format: str | None = None
-    nlcg_beta: str = "pr+"
+    stats_format: Format | None = None
+    nlcg_beta: BetaRule = BetaRule.PR_PLUS
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rounding", RoundingMode.parse(self.rounding))
-        object.__setattr__(self, "device", Device(self.device))
-        object.__setattr__(self, "backend", Backend(self.backend))
-        object.__setattr__(self, "batchnorm", BatchNormMode(self.batchnorm))
+        # Enum fields also take their values (what config.json holds); each set is checked
+        # here, by its enum, and nowhere else.
+        for key, kind in _ENUM_FIELDS.items():
+            object.__setattr__(self, key, _member(kind, key, getattr(self, key)))
+        if isinstance(self.stats_format, str):
+            try:
+                object.__setattr__(self, "stats_format", parse_format(self.stats_format))
+            except ValueError as exc:
+                raise ConfigError(f"stats_format: {exc}") from None
         object.__setattr__(self, "arms", tuple(self.arms))
-        if self.batchnorm is BatchNormMode.GHOST and not self.ghost_batch_size:
-            raise ConfigError("batchnorm=ghost needs ghost_batch_size (e.g. 16)")
         if self.schema != SCHEMA_VERSION:
             raise ConfigError(f"config schema {self.schema}: this version reads {SCHEMA_VERSION}")
+        self._check_arms()
+        self._check_reduction()
+        self._check_schedule()
+        self._check_other()
+
+    def _check_arms(self) -> None:
         if not self.arms:
             raise ConfigError("a study needs at least one arm")
         names = [a.name for a in self.arms]
@@ -232,8 +262,8 @@ class RunConfig:
                 raise ConfigError(
                     f"batch size {arm.batch_size} is not divisible by {self.workers} workers"
                 )
-        if self.reduction not in REDUCTIONS:
-            raise ConfigError(f"reduction={self.reduction!r}: choose from {', '.join(REDUCTIONS)}")
+
+    def _check_reduction(self) -> None:
         if self.headroom is not None and self.headroom < 0:
             raise ConfigError(f"headroom={self.headroom}: must be >= 0 bits")
         if not (
@@ -244,6 +274,8 @@ class RunConfig:
             raise ConfigError(
                 f"loss_scale={self.loss_scale}: must be a positive power of two (exact to undo)"
             )
+
+    def _check_schedule(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing={self.label_smoothing}: must be in [0, 1)")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
@@ -256,9 +288,12 @@ class RunConfig:
                         f"LEGW warmup of {self.warmup_epochs * k:g} epochs (warmup_epochs="
                         f"{self.warmup_epochs:g} x batch multiple {k:g}) exceeds epochs={self.epochs}"
                     )
-        shapes = ("cosine", "polynomial", "exponential", "constant")
-        if self.decay not in shapes:
-            raise ConfigError(f"decay={self.decay!r}: must be one of {', '.join(shapes)}")
+
+    def _check_other(self) -> None:
+        if self.batchnorm is BatchNormMode.GHOST and not self.ghost_batch_size:
+            raise ConfigError("batchnorm=ghost needs ghost_batch_size (e.g. 16)")
+        if self.ghost_batch_size is not None and self.ghost_batch_size < 1:
+            raise ConfigError(f"ghost_batch_size={self.ghost_batch_size}: must be >= 1")
         factor_interval = self.kfac_factor_interval
         if self.kfac_update_interval < 1 or (factor_interval is not None and factor_interval < 1):
             raise ConfigError(
@@ -267,13 +302,6 @@ class RunConfig:
             )
         if not self.kfac_damping >= 0:
             raise ConfigError(f"kfac_damping={self.kfac_damping}: must be >= 0")
-        if self.stats_format is not None:
-            try:
-                parse_format(self.stats_format)
-            except ValueError as exc:
-                raise ConfigError(f"stats_format: {exc}") from None
-        if self.nlcg_beta not in NLCG_BETAS:
-            raise ConfigError(f"nlcg_beta={self.nlcg_beta!r}: choose from {', '.join(NLCG_BETAS)}")
         if self.base_batch_size < 1 or self.weight_decay < 0 or not self.timeout_s > 0:
             raise ConfigError(
                 f"base_batch_size={self.base_batch_size}, weight_decay={self.weight_decay}, "
@@ -283,12 +311,11 @@ class RunConfig:
     def optimizer_options(self, name: str) -> dict[str, Any]:
         """Hyper-parameters of optimizer ``name`` that this configuration sets (may be empty)."""
         if name == "kfac":
-            fmt = None if self.stats_format is None else parse_format(self.stats_format)
             return {
                 "update_interval": self.kfac_update_interval,
                 "factor_interval": self.kfac_factor_interval,
                 "damping": self.kfac_damping,
-                "stats_format": fmt,
+                "stats_format": self.stats_format,
                 "stats_rounding": self.rounding,
             }
         if name == "nlcg":
@@ -313,10 +340,11 @@ class RunConfig:
         return d
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (enums as their values)."""
+        """JSON-ready dictionary (enums as their values, the format by its name)."""
         d = dataclasses.asdict(self)
-        for key in ("rounding", "device", "backend", "batchnorm"):
+        for key in _ENUM_FIELDS:
             d[key] = getattr(self, key).value
+        d["stats_format"] = None if self.stats_format is None else str(self.stats_format)
         for arm, out in zip(self.arms, d["arms"], strict=True):
             out["casts"] = [c.to_dict() for c in arm.casts]
         return d
@@ -360,45 +388,3 @@ class RunConfig:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from None
         return cls.from_dict(data)
-
-
-def three_arms(
-    fmt: FloatFormat,
-    *,
-    batch_size: int,
-    optimizer: str,
-    lr: float,
-    seed: int,
-    which: tuple[str, ...] = ("float32", "plain", "aps"),
-) -> tuple[ArmSpec, ...]:
-    """The comparison of ``prec-study run``: float32, ``fmt`` without APS, ``fmt`` with APS.
-
-    Args:
-        fmt: the low-precision communication format.
-        batch_size: global batch size of every arm.
-        optimizer: optimizer of every arm.
-        lr: base learning rate of every arm.
-        seed: seed of every arm (same initialization and data order).
-        which: subset of ``float32``, ``plain`` and ``aps``, in the order to run them.
-
-    Returns:
-        The arms.
-
-    Raises:
-        ConfigError: if ``which`` is empty or names an unknown arm kind.
-    """
-    if not which or set(which) - {"float32", "plain", "aps"}:
-        raise ConfigError(f"arms {', '.join(which) or '(none)'}: choose from float32, plain, aps")
-    common: dict[str, Any] = {
-        "batch_size": batch_size,
-        "optimizer": optimizer,
-        "lr": lr,
-        "seed": seed,
-    }
-    spelling = fmt.spelling
-    kinds = {
-        "float32": ArmSpec(name="float32", fmt=None, aps=False, **common),
-        "plain": ArmSpec(name=str(fmt), fmt=spelling, aps=False, **common),
-        "aps": ArmSpec(name=f"{fmt}-aps", fmt=spelling, aps=True, **common),
-    }
-    return tuple(kinds[k] for k in dict.fromkeys(which))

@@ -30,14 +30,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from training.config import Backend, Device
-from training.reducer import GradientReducer, ReduceStats  # noqa: F401 (re-exported)
 
 T = TypeVar("T")
 Emit = Callable[[Any], None]
 WorkerFn = Callable[["WorkerContext", Any, Emit], T]
 
-#: Test hook: ``"RANK:STEP"`` makes that rank exit abruptly at that global step.
-KILL_HOOK_ENV = "PREC_STUDY_TEST_KILL"
 _POLL_S = 0.1
 _GRACE_S = 5.0
 
@@ -355,10 +352,3 @@ def _stop(procs: list[Any]) -> None:
         if p.is_alive():
             p.kill()
             p.join(_GRACE_S)
-
-
-def kill_hook(rank: int, step: int) -> None:
-    """Exit abruptly if :data:`KILL_HOOK_ENV` names this rank and step (for failure tests)."""
-    spec = os.environ.get(KILL_HOOK_ENV)
-    if spec and spec == f"{rank}:{step}":
-        os._exit(3)

@@ -1,10 +1,10 @@
 """The training loop of one arm, and the study that runs every arm on the same workers.
 
-:func:`train_arm` reads top to bottom: build model, optimizer, schedule and gradient reducer;
-restore a checkpoint if there is one; then for each epoch, for each batch: forward, backward,
-average gradients over the workers (in float32 or a low-precision format), agree on whether
-the loss is finite, step; at the end of each epoch evaluate on the distributed test split and
-checkpoint. Arms run one after another in the same processes, so process start-up and the
+:func:`train_arm` reads top to bottom: :func:`setup_arm` builds model, optimizer, schedule and
+gradient reduction and restores a checkpoint if there is one; then each epoch runs
+:func:`train_step` per batch (forward, backward, average gradients over the workers in
+float32 or a low-precision format, agree on whether the loss is finite, step), evaluates on
+the distributed test split and checkpoints. Arms run one after another in the same processes, so process start-up and the
 quantization kernel's first-call compilation are paid once per worker, not once per arm.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,29 +22,25 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from training.checkpoint import restore_rng, save_arm_checkpoint
+from precision.collectives import all_reduce_gradients
+from training.arm import ArmTraining, setup_arm
 from training.config import ArmSpec, RunConfig
 from training.data import (
     LoadedDataset,
-    ShardSpec,
     Split,
     iterate_batches,
     load_dataset,
-    num_batches,
 )
 from training.distributed import (
     WorkerContext,
     is_primary_process,
-    kill_hook,
     launch,
     resolve_device,
     threads_per_worker,
 )
 from training.environment import NumericEnvironment, record_environment
-from training.evaluate import EVAL_BATCH, all_sum, evaluate, sync_buffers  # noqa: F401
+from training.evaluate import all_sum, evaluate, sync_buffers
 from training.losses import label_smoothing_cross_entropy
-from training.models import build_model
-from training.optim import build_optimizer, param_groups
 from training.preflight import preflight
 from training.records import (
     ArmRecord,
@@ -53,9 +50,6 @@ from training.records import (
     StepRecord,
     load_checkpoint,
 )
-from training.reducer import GradientReducer
-from training.roles import RoleCasts
-from training.schedules import Decay, LRScaling, LRSchedule, WarmupRule
 
 
 @dataclass(frozen=True)
@@ -88,36 +82,80 @@ class StudyPayload:
     stop_after_epochs: int | None = None
 
 
-def schedule_for(cfg: RunConfig, arm: ArmSpec, steps_per_epoch: int) -> LRSchedule:
-    """Warmup then ``cfg.decay`` (cosine by default); linear LR scaling, or LEGW (You et al.
-    2019) when asked.
+def train_step(
+    t: ArmTraining, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int
+) -> StepRecord:
+    """One optimizer step, on every rank together.
 
-    Raises:
-        ValueError: if the (LEGW-scaled) warmup exceeds the run.
+    Forward, backward, average the gradients over the workers (in float32 or a low-precision
+    format), agree on the batch's loss, and step unless the loss is Inf or NaN on any rank.
+
+    Returns:
+        The step's record; a non-finite ``train_loss`` means the arm diverged (every rank
+        sees the same value, and the optimizer did not step).
     """
-    return LRSchedule(
-        base_lr=arm.lr,
-        base_batch_size=cfg.base_batch_size,
-        batch_size=arm.batch_size,
-        steps_per_epoch=steps_per_epoch,
-        total_epochs=cfg.epochs,
-        scaling=LRScaling.SQRT if cfg.legw else LRScaling.LINEAR,
-        warmup_epochs=cfg.warmup_epochs,
-        warmup_rule=WarmupRule.LEGW if cfg.legw else WarmupRule.FIXED,
-        decay=Decay(cfg.decay),
+    lr = t.schedule.lr(step)
+    for group in t.optimizer.param_groups:
+        group["lr"] = lr
+    t0 = time.perf_counter()
+    logits = t.model(x)
+    loss = label_smoothing_cross_entropy(logits, y, t.cfg.label_smoothing)
+    t.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    report = all_reduce_gradients(t.model, t.comm)
+    # One small all-reduce gives the global batch's loss and accuracy and makes every rank
+    # agree on divergence: a NaN or Inf on any rank poisons the sum.
+    loss_sum, correct = all_sum(
+        [float(loss.detach()) * len(y), float((logits.argmax(1) == y).sum())], t.ctx.device
+    )
+    if math.isfinite(loss_sum):
+        t.optimizer.step()
+    if t.ctx.device.type == "cuda":
+        torch.cuda.synchronize(t.ctx.device)
+    n = len(y) * t.ctx.world_size
+    return StepRecord(
+        epoch=epoch,
+        step=step,
+        lr=lr,
+        train_loss=loss_sum / n,
+        train_acc=correct / n,
+        flushed=report.underflow,
+        overflow=report.overflow,
+        step_time_s=time.perf_counter() - t0,
     )
 
 
-def _record(
-    arm: ArmSpec, status: ArmStatus, steps: list[StepRecord], epochs: list[EpochRecord], method: str
-) -> ArmRecord:
-    return ArmRecord(
-        arm=arm.name,
-        status=status,
-        epochs_done=len(epochs),
-        steps=tuple(steps),
-        epochs=tuple(epochs),
-        method=method,
+def train_epoch(t: ArmTraining, data: LoadedDataset, epoch: int) -> list[StepRecord]:
+    """Every step of ``epoch`` in this rank's shuffled order; stops after a diverged step."""
+    t.model.train()
+    t.casts.start_epoch(epoch)
+    order = t.shard.indices(len(data.train), epoch)
+    out: list[StepRecord] = []
+    batches = iterate_batches(data.train, t.local_batch, indices=order, drop_last=True)
+    for i, (x, y) in enumerate(batches):
+        out.append(train_step(t, x, y, epoch, epoch * t.steps_per_epoch + i))
+        if not math.isfinite(out[-1].train_loss):
+            break
+    return out
+
+
+def evaluate_epoch(
+    t: ArmTraining, data: LoadedDataset, epoch: int, steps: list[StepRecord], epoch_time: float
+) -> EpochRecord:
+    """Synchronize batch-norm buffers, evaluate on the distributed test split, summarize."""
+    sync_buffers(t.model, t.ctx.world_size)
+    test_loss, test_acc = evaluate(t.model, data.test, t.ctx)
+    flushed = [s.flushed for s in steps]
+    return EpochRecord(
+        epoch=epoch,
+        step=(epoch + 1) * t.steps_per_epoch,
+        train_loss=sum(s.train_loss for s in steps) / len(steps),
+        test_loss=test_loss,
+        test_acc=test_acc,
+        flushed=None
+        if None in flushed
+        else sum(f for f in flushed if f is not None) / len(flushed),
+        epoch_time_s=epoch_time,
     )
 
 
@@ -132,6 +170,9 @@ def train_arm(
     emit: Callable[[Any], None] = lambda _e: None,
 ) -> ArmRecord:
     """Train one arm on every rank (call it on all ranks together).
+
+    A finished or diverged arm found in ``paths`` is returned as is; a partial one continues
+    from its checkpoint. Each epoch ends with an evaluation and a checkpoint (rank 0 writes).
 
     Args:
         cfg: the study's shared settings.
@@ -150,158 +191,32 @@ def train_arm(
         ValueError: if the batch is larger than a worker's shard of the training split.
         RecordError: if an existing checkpoint cannot be read.
     """
-    # -- resume: a finished or diverged arm is returned as is, a partial one continues
     ckpt = load_checkpoint(paths.checkpoint(arm.name))
-    restored = None if ckpt is None else ArmRecord.from_dict(ckpt["record"])
-    if restored is not None and restored.status is not ArmStatus.PARTIAL:
-        emit(Progress(arm.name, restored.epochs_done, cfg.epochs, "skip"))
-        return restored
-
-    # -- setup: identical on every rank (same seed, same initialization)
-    torch.manual_seed(arm.seed)
-    sample_shape = data.input_shape
-    model = build_model(
-        cfg.model,
-        in_channels=sample_shape[0],
-        num_classes=data.num_classes,
-        image_size=sample_shape[1],
-        batchnorm=cfg.batchnorm,
-        ghost_batch_size=cfg.ghost_batch_size,
-    ).to(ctx.device)
-    optimizer = build_optimizer(
-        arm.optimizer,
-        param_groups(model, cfg.weight_decay),
-        model=model,
-        lr=arm.lr,
-        **cfg.optimizer_options(arm.optimizer),
-    )
-    casts = RoleCasts(arm.casts, seed=arm.seed, rank=ctx.rank)
-    optimizer = casts.install(model, optimizer)
-    shard = ShardSpec(rank=ctx.rank, world_size=ctx.world_size, seed=arm.seed, drop_last=True)
-    local_batch = arm.batch_size // ctx.world_size
-    steps_per_epoch = num_batches(shard.num_samples(len(data.train)), local_batch, drop_last=True)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"arm {arm.name}: batch size {arm.batch_size} exceeds the {len(data.train)} "
-            "training examples"
-        )
-    schedule = schedule_for(cfg, arm, steps_per_epoch)
-    reducer = GradientReducer(
-        arm.float_format,
-        rounding=cfg.rounding,
-        aps=arm.aps,
-        reduction=cfg.reduction,
-        headroom=cfg.headroom,
-        seed=arm.seed,
-        loss_scale=cfg.loss_scale,
-    )
-    method = "; ".join(m for m in (reducer.method, casts.method) if m)
-    steps: list[StepRecord] = [] if restored is None else list(restored.steps)
-    epochs: list[EpochRecord] = [] if restored is None else list(restored.epochs)
-    if ckpt is not None:  # bit-exact continuation: weights, optimizer and RNG states
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        restore_rng(ckpt["rng"][ctx.rank], reducer)
-
-    emit(Progress(arm.name, len(epochs), cfg.epochs, "start"))
-
-    status = ArmStatus.FINISHED
-    first_epoch = len(epochs)
+    done = None if ckpt is None else ArmRecord.from_dict(ckpt["record"])
+    if done is not None and done.status is not ArmStatus.PARTIAL:
+        emit(Progress(arm.name, done.epochs_done, cfg.epochs, "skip"))
+        return done
+    t = setup_arm(cfg, arm, data, ctx, ckpt)
+    emit(Progress(arm.name, len(t.epochs), cfg.epochs, "start"))
+    status, first_epoch = ArmStatus.FINISHED, len(t.epochs)
     for epoch in range(first_epoch, cfg.epochs):
         if stop_after_epochs is not None and epoch - first_epoch >= stop_after_epochs:
             status = ArmStatus.PARTIAL
             break
-        model.train()
-        casts.start_epoch(epoch)
-        order = shard.indices(len(data.train), epoch)
         epoch_start = time.perf_counter()
-        epoch_steps: list[StepRecord] = []
-        for i, (x, y) in enumerate(
-            iterate_batches(data.train, local_batch, indices=order, drop_last=True)
-        ):
-            step = epoch * steps_per_epoch + i
-            kill_hook(ctx.rank, step)
-            lr = schedule.lr(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            t0 = time.perf_counter()
-            logits = model(x)
-            loss = label_smoothing_cross_entropy(logits, y, cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            stats = reducer.reduce(model)
-            # One small all-reduce gives the global batch's loss and accuracy and makes
-            # every rank agree on divergence: a NaN or Inf on any rank poisons the sum.
-            loss_sum, correct = all_sum(
-                [float(loss.detach()) * len(y), float((logits.argmax(1) == y).sum())], ctx.device
-            )
-            n = len(y) * ctx.world_size
-            if not math.isfinite(loss_sum):
-                status = ArmStatus.DIVERGED
-            else:
-                optimizer.step()
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize(ctx.device)
-            epoch_steps.append(
-                StepRecord(
-                    epoch=epoch,
-                    step=step,
-                    lr=lr,
-                    train_loss=loss_sum / n,
-                    train_acc=correct / n,
-                    flushed=stats.flushed,
-                    overflow=stats.overflow,
-                    step_time_s=time.perf_counter() - t0,
-                )
-            )
-            if status is ArmStatus.DIVERGED:
-                break
-        steps.extend(epoch_steps)
-        if status is ArmStatus.DIVERGED:
+        steps = train_epoch(t, data, epoch)
+        t.steps.extend(steps)
+        if not math.isfinite(steps[-1].train_loss):
+            status = ArmStatus.DIVERGED
             break
-
-        # -- end of epoch: evaluate, record, checkpoint (rank 0 writes, all ranks agree)
-        epoch_time = time.perf_counter() - epoch_start
-        sync_buffers(model, ctx.world_size)
-        test_loss, test_acc = evaluate(model, data.test, ctx)
-        flushed = [s.flushed for s in epoch_steps]
-        epochs.append(
-            EpochRecord(
-                epoch=epoch,
-                step=(epoch + 1) * steps_per_epoch,
-                train_loss=sum(s.train_loss for s in epoch_steps) / len(epoch_steps),
-                test_loss=test_loss,
-                test_acc=test_acc,
-                flushed=None
-                if None in flushed
-                else sum(f for f in flushed if f is not None) / len(flushed),
-                epoch_time_s=epoch_time,
-            )
-        )
-        done = epoch + 1 == cfg.epochs
-        save_arm_checkpoint(
-            ctx,
-            paths,
-            arm,
-            model,
-            optimizer,
-            reducer,
-            _record(
-                arm,
-                ArmStatus.FINISHED if done else ArmStatus.PARTIAL,
-                steps,
-                epochs,
-                method,
-            ),
-        )
-        times = sorted(s.step_time_s for s in steps)
-        emit(Progress(arm.name, epoch + 1, cfg.epochs, "epoch", epochs[-1], times[len(times) // 2]))
-
-    record = _record(arm, status, steps, epochs, method)
+        t.epochs.append(evaluate_epoch(t, data, epoch, steps, time.perf_counter() - epoch_start))
+        t.checkpoint(paths, ArmStatus.FINISHED if epoch + 1 == cfg.epochs else ArmStatus.PARTIAL)
+        median = statistics.median_high(s.step_time_s for s in t.steps)
+        emit(Progress(arm.name, epoch + 1, cfg.epochs, "epoch", t.epochs[-1], median))
     if status is not ArmStatus.FINISHED:  # a finished arm was saved with its last epoch
-        save_arm_checkpoint(ctx, paths, arm, model, optimizer, reducer, record)
-    emit(Progress(arm.name, len(epochs), cfg.epochs, status.value))
-    return record
+        t.checkpoint(paths, status)
+    emit(Progress(arm.name, len(t.epochs), cfg.epochs, status.value))
+    return t.record(status)
 
 
 def _to_device(data: LoadedDataset, device: torch.device) -> LoadedDataset:

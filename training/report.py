@@ -177,6 +177,20 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
     atomic_write_text(path, frame.to_csv(index=False))
 
 
+def ratio_text(ratio: float, ratios: list[float], target: float | None) -> str:
+    """How a benchmark prints a cost ratio: ``ratio 1.23x [1.20-1.31] (target <= 1.5: ok)``.
+
+    Args:
+        ratio: the median ratio.
+        ratios: the ratio of every repeat, sorted (their range is shown).
+        target: the ratio the claim promises at most; None: no verdict.
+    """
+    verdict = ""
+    if target is not None:
+        verdict = f" (target <= {target}: {'ok' if ratio <= target else 'MISSED'})"
+    return f"ratio {ratio:.2f}x [{ratios[0]:.2f}-{ratios[-1]:.2f}]{verdict}"
+
+
 def write_parquet(path: Path, frame: pd.DataFrame) -> bool:
     """Write a DataFrame as Parquet atomically when pyarrow is importable.
 
@@ -238,7 +252,7 @@ def write_report(run_dir: Path) -> pd.DataFrame:
     write_csv(data.paths.metrics, metrics)
     write_csv(data.paths.summary_csv, summary)
     cfg = data.config
-    title = f"{cfg.model} on {cfg.dataset}, {cfg.workers} workers, {cfg.reduction} reduction"
+    title = f"{cfg.model} on {cfg.dataset}, {cfg.workers} workers, {cfg.reduction.value} reduction"
     text = (
         f"# {data.paths.root.name}\n\n{title}, {cfg.epochs} epochs, rounding "
         f"{cfg.rounding.value}.\n\n" + markdown_table(table_rows(summary))

@@ -3,7 +3,7 @@
 Five roles (the split of the customized-precision studies, e.g. arXiv:1812.08011):
 
 * ``grad-comm``: the gradients all-reduced between workers (``ArmSpec.fmt`` and
-  ``ArmSpec.aps``, applied by :class:`~training.reducer.GradientReducer`);
+  ``ArmSpec.aps``, applied by :func:`precision.collectives.all_reduce_gradients`);
 * ``activation``: outputs of the Linear/Conv layers in the forward pass;
 * ``error``: the backward signals, i.e. gradients of the loss with respect to those outputs;
 * ``weight``: the weights the model stores, rounded at initialization and after every

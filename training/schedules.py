@@ -15,14 +15,12 @@ follows the batch size:
   ``end + (peak - end) (1 + cos(pi p)) / 2`` (Loshchilov & Hutter 2017, arXiv:1608.03983),
   with ``p`` the fraction of the decay phase done.
 
-Batch-size control (:class:`BatchSizeControl`) grows the global batch during training
-(Smith et al. 2018, arXiv:1711.00489; Mikami et al. 2018, arXiv:1811.05233) and multiplies the
-learning rate by the same scaling rule.
+A preset (Goyal et al.'s warmup from ``base_lr``, LEGW) is an :class:`LRSchedule` with those
+fields set; ``training.arm.schedule_for`` builds the one a run configuration asks for.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,75 +164,6 @@ class LRSchedule:
         return self.lr_at_epoch(step / self.steps_per_epoch)
 
 
-def goyal_schedule(
-    *,
-    base_lr: float,
-    base_batch_size: int,
-    batch_size: int,
-    steps_per_epoch: int,
-    total_epochs: float,
-    warmup_epochs: float = 5.0,
-    decay: Decay = Decay.POLYNOMIAL,
-    power: float = 2.0,
-) -> LRSchedule:
-    """Linear scaling with gradual warmup from ``base_lr`` over 5 epochs (Goyal et al. §2).
-
-    Goyal et al. decay in steps; here the decay shape is a parameter so that runs differ only
-    in the rule under study.
-
-    Returns:
-        The schedule.
-
-    Raises:
-        ValueError: as :class:`LRSchedule`.
-    """
-    return LRSchedule(
-        base_lr=base_lr,
-        base_batch_size=base_batch_size,
-        batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch,
-        total_epochs=total_epochs,
-        scaling=LRScaling.LINEAR,
-        warmup_epochs=warmup_epochs,
-        warmup_start_lr=base_lr,
-        decay=decay,
-        power=power,
-    )
-
-
-def legw_schedule(
-    *,
-    base_lr: float,
-    base_batch_size: int,
-    batch_size: int,
-    steps_per_epoch: int,
-    total_epochs: float,
-    base_warmup_epochs: float,
-    decay: Decay = Decay.POLYNOMIAL,
-    power: float = 2.0,
-) -> LRSchedule:
-    """LEGW: square-root scaling, warmup from 0 lasting ``base_warmup_epochs * k`` epochs.
-
-    Returns:
-        The schedule.
-
-    Raises:
-        ValueError: as :class:`LRSchedule`, e.g. when the scaled warmup exceeds the run.
-    """
-    return LRSchedule(
-        base_lr=base_lr,
-        base_batch_size=base_batch_size,
-        batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch,
-        total_epochs=total_epochs,
-        scaling=LRScaling.SQRT,
-        warmup_epochs=base_warmup_epochs,
-        warmup_rule=WarmupRule.LEGW,
-        decay=decay,
-        power=power,
-    )
-
-
 def lr_lambda(schedule: LRSchedule) -> Callable[[int], float]:
     """Multiplier of ``peak_lr`` at each step, in the form ``LambdaLR`` expects.
 
@@ -264,75 +193,3 @@ def as_lambda_lr(optimizer: torch.optim.Optimizer, schedule: LRSchedule) -> Lamb
         group["lr"] = schedule.peak_lr
         group["initial_lr"] = schedule.peak_lr
     return LambdaLR(optimizer, factor)
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchSizeSchedule:
-    """Global batch size per epoch: ``initial * factor**(milestones passed)``, capped.
-
-    Attributes:
-        initial: global batch size at epoch 0.
-        milestones: epochs at whose start the batch size is multiplied (increasing).
-        factor: growth per milestone.
-        maximum: cap on the batch size (None: none).
-    """
-
-    initial: int
-    milestones: tuple[int, ...] = ()
-    factor: int = 2
-    maximum: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.initial <= 0 or self.factor < 1:
-            raise ValueError(f"initial={self.initial}, factor={self.factor}: need >0 and >=1")
-        if list(self.milestones) != sorted(set(self.milestones)) or any(
-            m <= 0 for m in self.milestones
-        ):
-            raise ValueError(f"milestones={self.milestones}: must be increasing positive epochs")
-        if self.maximum is not None and self.maximum < self.initial:
-            raise ValueError(f"maximum={self.maximum} < initial={self.initial}")
-
-    def batch_size(self, epoch: int) -> int:
-        """Global batch size during ``epoch``."""
-        size = self.initial * self.factor ** bisect.bisect_right(self.milestones, epoch)
-        return size if self.maximum is None else min(size, self.maximum)
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchSizeControl:
-    """A learning-rate schedule whose peak follows a growing batch size.
-
-    The warmup/decay shape is that of ``lr`` (at the initial batch size); the rate is further
-    multiplied by ``lr.scaling.factor(B(epoch) / B(0))``, so a doubling of the batch doubles
-    the rate under linear scaling and multiplies it by sqrt(2) under square-root scaling.
-
-    Attributes:
-        lr: schedule at the initial batch size (``lr.batch_size == batch.initial``).
-        batch: the batch-size schedule.
-
-    Raises:
-        ValueError: if the two disagree on the initial batch size.
-    """
-
-    lr: LRSchedule
-    batch: BatchSizeSchedule
-
-    def __post_init__(self) -> None:
-        if self.lr.batch_size != self.batch.initial:
-            raise ValueError(
-                f"lr.batch_size={self.lr.batch_size} != batch.initial={self.batch.initial}"
-            )
-
-    def batch_size(self, epoch: int) -> int:
-        """Global batch size during ``epoch``."""
-        return self.batch.batch_size(epoch)
-
-    def lr_at_epoch(self, epoch: float) -> float:
-        """Learning rate at fractional ``epoch`` (e.g. ``epoch + step / steps_this_epoch``)."""
-        growth = self.batch.batch_size(math.floor(epoch)) / self.batch.initial
-        return self.lr.lr_at_epoch(epoch) * self.lr.scaling.factor(growth)
-
-    def steps_in_epoch(self, epoch: int, dataset_size: int, *, drop_last: bool = False) -> int:
-        """Optimizer steps in ``epoch`` for a dataset of ``dataset_size`` examples."""
-        size = self.batch_size(epoch)
-        return dataset_size // size if drop_last else math.ceil(dataset_size / size)

@@ -1,4 +1,5 @@
-"""A grid of arms: bits x APS x batch size x optimizer x learning rate x seed.
+"""Grids of arms: ``run``'s three arms, and bits x APS x batch size x optimizer x learning
+rate x seed.
 
 Each grid cell is one arm of one study, so a sweep is trained, checkpointed and resumed
 exactly like ``prec-study run``. The sweep directory is named after a hash of the settings
@@ -20,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from precision.formats import FloatFormat, Format
 from precision.registry import from_bits
 from training import batch_limit
 from training.config import DEFAULT_LRS, ArmSpec, ConfigError, RunConfig
@@ -126,6 +128,49 @@ class SweepSpec:
         d["aps"] = self.aps.value
         d["lrs"] = {k: list(v) for k, v in self.lrs.items()}
         return d
+
+
+def three_arms(
+    fmt: Format,
+    *,
+    batch_size: int,
+    optimizer: str,
+    lr: float,
+    seed: int,
+    which: tuple[str, ...] = ("float32", "plain", "aps"),
+) -> tuple[ArmSpec, ...]:
+    """The comparison of ``prec-study run``: float32, ``fmt`` without APS, ``fmt`` with APS.
+
+    Args:
+        fmt: the low-precision communication format.
+        batch_size: global batch size of every arm.
+        optimizer: optimizer of every arm.
+        lr: base learning rate of every arm.
+        seed: seed of every arm (same initialization and data order).
+        which: subset of ``float32``, ``plain`` and ``aps``, in the order to run them.
+
+    Returns:
+        The arms.
+
+    Raises:
+        ConfigError: if ``which`` is empty or names an unknown arm kind, or ``fmt`` is not a
+            float format.
+    """
+    if not which or set(which) - {"float32", "plain", "aps"}:
+        raise ConfigError(f"arms {', '.join(which) or '(none)'}: choose from float32, plain, aps")
+    common: dict[str, Any] = {
+        "batch_size": batch_size,
+        "optimizer": optimizer,
+        "lr": lr,
+        "seed": seed,
+    }
+    spelling = fmt.spelling if isinstance(fmt, FloatFormat) else str(fmt)  # ArmSpec rejects it
+    kinds = {
+        "float32": ArmSpec(name="float32", fmt=None, aps=False, **common),
+        "plain": ArmSpec(name=str(fmt), fmt=spelling, aps=False, **common),
+        "aps": ArmSpec(name=f"{fmt}-aps", fmt=spelling, aps=True, **common),
+    }
+    return tuple(kinds[k] for k in dict.fromkeys(which))
 
 
 def sweep_dir(output_dir: Path, shared: RunConfig) -> Path:

@@ -17,11 +17,10 @@ from torch import nn
 from precision.registry import from_bits
 from precision.registry import parse as parse_format
 from training.cli import main
-from training.config import Device, RunConfig, three_arms
+from training.config import Device, RunConfig
 from training.distributed import WorkerContext, launch
-from training.loop import run_study
 from training.optim import KFAC, build_optimizer, param_groups
-from training.records import RunPaths, load_checkpoint
+from training.sweep import three_arms
 
 D = torch.float64
 
@@ -217,29 +216,20 @@ def test_needs_a_model_and_valid_settings() -> None:
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_resume_through_the_checkpoint_is_bit_exact(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PRECISION_KERNEL", "eager")
-    arms = three_arms(from_bits(8), batch_size=64, optimizer="kfac", lr=0.02,
-                      seed=3, which=("aps",))  # fmt: skip
+@pytest.mark.usefixtures("eager_kernel")
+def test_resume_with_stale_inverses_and_e5m2_factors_is_bit_exact(full_and_resumed: Any) -> None:
+    (arm,) = three_arms(from_bits(8), batch_size=64, optimizer="kfac", lr=0.02, seed=3,
+                        which=("aps",))  # fmt: skip
     # An inverse interval that does not divide the steps per epoch: the resumed run starts
     # with stale inverses from the checkpoint. Gradients travel in e5m2 with APS, and so do
     # the factors (stochastic rounding, keyed by the optimizer's saved counter).
-    cfg = RunConfig(arms=arms, dataset="synthetic", epochs=2, workers=2, device=Device.CPU,
+    cfg = RunConfig(arms=(arm,), dataset="synthetic", epochs=2, workers=2, device=Device.CPU,
                     warmup_epochs=0.5, kfac_update_interval=3, stats_format="e5m2",
                     rounding="stochastic")  # fmt: skip
-    full = run_study(cfg, tmp_path / "full")
-    run_study(cfg, tmp_path / "split", stop_after_epochs=1)
-    resumed = run_study(RunConfig.load(tmp_path / "split" / "config.json"), tmp_path / "split")
+    full, resumed, a, b = full_and_resumed(cfg)  # also: the same weights at the end
     losses = [s.train_loss for s in full[0].steps]
     assert all(math.isfinite(v) for v in losses)
     assert losses == [s.train_loss for s in resumed[0].steps]
-    a = load_checkpoint(RunPaths(tmp_path / "full").checkpoint(arms[0].name))
-    b = load_checkpoint(RunPaths(tmp_path / "split").checkpoint(arms[0].name))
-    assert a is not None and b is not None
-    for k, v in a["model"].items():
-        assert torch.equal(v, b["model"][k]), k
     assert a["optimizer"]["kfac"] == b["optimizer"]["kfac"]
     assert a["optimizer"]["kfac"]["stats_step"] > 0
 
@@ -249,7 +239,7 @@ def test_cli_records_the_kfac_options(tmp_path: Path) -> None:
     args = ["run", "--arms", "float32", "--dataset", "synthetic", "--epochs", "1",
             "--optimizer", "kfac", "--output-dir", str(tmp_path)]  # fmt: skip
     bad = CliRunner().invoke(main, [*args, "--stats-format", "e9m9x"])
-    assert bad.exit_code == 2 and "stats_format" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "--stats-format" in bad.output and "Traceback" not in bad.output
     ok = CliRunner().invoke(
         main,
         [*args, "--stats-format", "e4m3", "--kfac-update-interval", "5", "--kfac-damping", "0.01"],
@@ -257,7 +247,11 @@ def test_cli_records_the_kfac_options(tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     (run_dir,) = tmp_path.iterdir()
     cfg = RunConfig.load(run_dir / "config.json")
-    assert (cfg.stats_format, cfg.kfac_update_interval, cfg.kfac_damping) == ("e4m3", 5, 0.01)
+    assert (cfg.stats_format, cfg.kfac_update_interval, cfg.kfac_damping) == (
+        parse_format("e4m3"),
+        5,
+        0.01,
+    )
     assert cfg.arms[0].optimizer == "kfac"
 
 

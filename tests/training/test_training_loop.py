@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from precision.registry import from_bits
-from training.config import ArmSpec, ConfigError, RunConfig, three_arms
-from training.loop import run_study, schedule_for
+from training.arm import schedule_for
+from training.config import ArmSpec, ConfigError, RunConfig
+from training.loop import run_study
 from training.records import (
     ArmRecord,
     ArmStatus,
@@ -24,7 +25,7 @@ from training.records import (
     load_checkpoint,
 )
 from training.report import load_run, metrics_frame, summary_frame, write_report
-from training.sweep import ApsModes, SweepSpec
+from training.sweep import ApsModes, SweepSpec, three_arms
 
 
 @pytest.fixture(autouse=True)

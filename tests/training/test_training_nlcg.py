@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
 from precision.registry import from_bits
-from training.config import RunConfig, three_arms
-from training.loop import run_study
+from training.config import RunConfig
 from training.optim import NLCG, build_optimizer, param_groups
-from training.records import RunPaths, load_checkpoint
+from training.sweep import three_arms
 
 H = ((3.0, 1.0), (1.0, 2.0))
 B = (1.0, -1.0)
@@ -164,21 +163,12 @@ def test_excluded_groups_are_not_decayed() -> None:
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_resume_through_the_checkpoint_is_bit_exact(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PRECISION_KERNEL", "eager")
+@pytest.mark.usefixtures("eager_kernel")
+def test_resume_keeps_the_search_direction_bit_exact(full_and_resumed: Any) -> None:
     arms = three_arms(from_bits(8), batch_size=64, optimizer="nlcg", lr=0.005,
                       seed=3, which=("aps",))  # fmt: skip
     cfg = RunConfig(arms=arms, dataset="synthetic", epochs=2, workers=2, device="cpu",
                     warmup_epochs=0.5)  # fmt: skip
-    full = run_study(cfg, tmp_path / "full")
-    run_study(cfg, tmp_path / "split", stop_after_epochs=1)
-    resumed = run_study(RunConfig.load(tmp_path / "split" / "config.json"), tmp_path / "split")
+    full, resumed, a, _ = full_and_resumed(cfg)  # also: the same weights at the end
     assert [s.train_loss for s in full[0].steps] == [s.train_loss for s in resumed[0].steps]
-    a = load_checkpoint(RunPaths(tmp_path / "full").checkpoint(arms[0].name))
-    b = load_checkpoint(RunPaths(tmp_path / "split").checkpoint(arms[0].name))
-    assert a is not None and b is not None
-    for k, v in a["model"].items():
-        assert torch.equal(v, b["model"][k]), k
     assert any("direction" in s for s in a["optimizer"]["state"].values())

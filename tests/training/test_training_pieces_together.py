@@ -9,7 +9,7 @@ from training.data import ShardSpec, iterate_batches, make_synthetic
 from training.losses import label_smoothing_cross_entropy
 from training.models import build_model
 from training.optim import OPTIMIZERS, OptimizerInfo, build_optimizer, param_groups
-from training.schedules import as_lambda_lr, legw_schedule
+from training.schedules import LRScaling, LRSchedule, WarmupRule, as_lambda_lr
 
 # Learning rates at batch 32 for presets whose defaults target other batch sizes.
 LR_AT_BATCH_32 = {"sgd": 0.05, "nesterov": 0.05, "lars": 4.0, "lamb": 0.01, "nlcg": 0.0005,
@@ -35,13 +35,15 @@ def test_every_optimizer_learns_with_legw_schedule(info: OptimizerInfo) -> None:
         **SETTINGS_AT_BATCH_32.get(info.name, {}),
     )
     base_lr = opt.param_groups[0]["lr"]
-    schedule = legw_schedule(
+    schedule = LRSchedule(
         base_lr=base_lr,
         base_batch_size=batch,
         batch_size=batch,
         steps_per_epoch=steps,
         total_epochs=epochs,
-        base_warmup_epochs=0.5,
+        scaling=LRScaling.SQRT,
+        warmup_epochs=0.5,
+        warmup_rule=WarmupRule.LEGW,
     )
     scheduler = as_lambda_lr(opt, schedule)
     shard = ShardSpec(seed=3, drop_last=True)

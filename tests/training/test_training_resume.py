@@ -10,9 +10,10 @@ from click.testing import CliRunner
 
 from precision.registry import from_bits
 from training.cli import main
-from training.config import RunConfig, three_arms
+from training.config import RunConfig
 from training.loop import run_study
 from training.records import ArmRecord, ArmStatus, RunPaths, load_checkpoint
+from training.sweep import three_arms
 
 pytestmark = pytest.mark.distributed
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -13,27 +14,28 @@ from hypothesis import strategies as st
 
 from training.losses import LabelSmoothingCrossEntropy, Reduction, label_smoothing_cross_entropy
 from training.schedules import (
-    BatchSizeControl,
-    BatchSizeSchedule,
     Decay,
     LRScaling,
     LRSchedule,
     WarmupRule,
     as_lambda_lr,
-    goyal_schedule,
-    legw_schedule,
 )
+
+
+def legw(**fields: Any) -> LRSchedule:
+    """LEGW (You et al. 2019): square-root scaling, warmup growing with the batch multiple."""
+    return LRSchedule(scaling=LRScaling.SQRT, warmup_rule=WarmupRule.LEGW, **fields)
 
 
 def legw_example(decay: Decay = Decay.POLYNOMIAL) -> LRSchedule:
     # B0 = 256 -> B = 1024: k = 4, peak = 0.1 * sqrt(4) = 0.2, warmup 0.5 * 4 = 2 epochs.
-    return legw_schedule(
+    return legw(
         base_lr=0.1,
         base_batch_size=256,
         batch_size=1024,
         steps_per_epoch=10,
         total_epochs=10,
-        base_warmup_epochs=0.5,
+        warmup_epochs=0.5,
         decay=decay,
     )
 
@@ -56,33 +58,32 @@ def test_legw_values_by_hand() -> None:
 
 def test_legw_warmup_scales_with_batch() -> None:
     lengths = [
-        legw_schedule(
+        legw(
             base_lr=1.0,
             base_batch_size=128,
             batch_size=b,
             steps_per_epoch=1,
             total_epochs=100,
-            base_warmup_epochs=0.25,
+            warmup_epochs=0.25,
         ).warmup_length
         for b in (128, 256, 1024, 8192)
     ]
     assert lengths == [0.25, 0.5, 2.0, 16.0]
     with pytest.raises(ValueError, match="exceeds total_epochs"):
-        legw_schedule(
+        legw(
             base_lr=1.0,
             base_batch_size=128,
             batch_size=128 * 64,
             steps_per_epoch=1,
             total_epochs=10,
-            base_warmup_epochs=0.25,
+            warmup_epochs=0.25,
         )
 
 
 def test_goyal_warmup_starts_at_base_lr() -> None:
     # Goyal et al.: k = 32 (8192 / 256), 0.1 -> 3.2 over 5 epochs.
-    s = goyal_schedule(
-        base_lr=0.1, base_batch_size=256, batch_size=8192, steps_per_epoch=4, total_epochs=90
-    )
+    s = LRSchedule(base_lr=0.1, base_batch_size=256, batch_size=8192, steps_per_epoch=4,
+                   total_epochs=90, warmup_epochs=5.0, warmup_start_lr=0.1)  # fmt: skip
     assert s.lr(0) == pytest.approx(0.1)
     assert s.lr_at_epoch(2.5) == pytest.approx(0.1 + 3.1 * 0.5)
     assert s.lr(20) == pytest.approx(3.2)
@@ -154,37 +155,6 @@ def test_lambda_lr_adapter_follows_schedule() -> None:
     assert seen == pytest.approx([s.lr(i) for i in range(30)])
 
 
-def test_batch_size_control() -> None:
-    batches = BatchSizeSchedule(initial=1024, milestones=(30, 60), factor=2, maximum=3000)
-    assert [batches.batch_size(e) for e in (0, 29, 30, 59, 60, 89)] == [
-        1024,
-        1024,
-        2048,
-        2048,
-        3000,
-        3000,
-    ]
-    for scaling, growth in ((LRScaling.LINEAR, 2.0), (LRScaling.SQRT, math.sqrt(2.0))):
-        lr = LRSchedule(
-            base_lr=0.1,
-            base_batch_size=256,
-            batch_size=1024,
-            steps_per_epoch=10,
-            total_epochs=90,
-            scaling=scaling,
-            decay=Decay.CONSTANT,
-        )
-        control = BatchSizeControl(lr=lr, batch=batches)
-        assert control.lr_at_epoch(29.9) == pytest.approx(lr.peak_lr)
-        assert control.lr_at_epoch(30.0) == pytest.approx(lr.peak_lr * growth)
-    assert control.steps_in_epoch(30, 10_000) == 5
-    assert control.steps_in_epoch(30, 10_000, drop_last=True) == 4
-    with pytest.raises(ValueError, match=r"batch\.initial"):
-        BatchSizeControl(lr=lr, batch=BatchSizeSchedule(initial=512))
-    with pytest.raises(ValueError, match="milestones"):
-        BatchSizeSchedule(initial=8, milestones=(5, 5))
-
-
 def test_schedule_validation() -> None:
     with pytest.raises(ValueError, match="batch_size=0"):
         LRSchedule(
@@ -232,12 +202,14 @@ def test_exponential_decay_is_the_efficientnet_rate() -> None:
 
 def test_run_config_takes_the_decay_and_refuses_others() -> None:
     from precision.registry import from_bits
-    from training.config import ConfigError, RunConfig, three_arms
-    from training.loop import schedule_for
+    from training.arm import schedule_for
+    from training.config import ConfigError, RunConfig
+    from training.sweep import three_arms
 
     arms = three_arms(from_bits(4), batch_size=64, optimizer="rmsprop", lr=0.016, seed=0)
     cfg = RunConfig(arms=arms[:1], decay="exponential", epochs=10)
-    assert RunConfig.from_dict(cfg.to_dict()).decay == "exponential"
+    assert cfg.to_dict()["decay"] == "exponential"
+    assert RunConfig.from_dict(cfg.to_dict()).decay is Decay.EXPONENTIAL
     assert schedule_for(cfg, cfg.arms[0], steps_per_epoch=5).decay is Decay.EXPONENTIAL
     with pytest.raises(ConfigError, match="decay='linear'"):
         RunConfig(arms=arms[:1], decay="linear")

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from training.cli import main
-from training.distributed import KILL_HOOK_ENV
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -43,20 +44,42 @@ def _job_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_sweep_job_array_gathers_cells_and_records_a_cell_that_fails_twice(
-    local_slurm: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_slurm: dict[str, str], tmp_path: Path, kill_worker: Any, procs: Any
 ) -> None:
-    # The batch-64 cell reaches global step 5 and its process dies there, in both attempts;
-    # the batch-256 cell has only 2 steps and finishes.
-    monkeypatch.setenv(KILL_HOOK_ENV, "0:5")
+    # The batch-64 cell's task is SIGKILLed once its first epoch is checkpointed, and its
+    # resubmitted task as soon as it starts; the batch-256 cell finishes.
+    cell = "float32-bs64-sgd-lr0.1-s0"
+    cells: dict[int, str | None] = {}
+
+    def cell_of(pid: int) -> str | None:
+        """The cell a submitit task process trains, from the job's pickled submission."""
+        if pid not in cells:
+            argv, env = procs.cmdline(pid), procs.environ(pid)
+            if "submitit.core._submit" not in argv or "python" not in Path(argv[0]).name:
+                return None  # not (yet) the task's Python process: look again next time
+            task = env.get("SLURM_ARRAY_TASK_ID")
+            job = f"{env['SLURM_ARRAY_JOB_ID']}_{task}" if task else env["SLURM_JOB_ID"]
+            (pkl,) = tmp_path.glob(f"sweep-*/slurm/{job}_submitted.pkl")
+            cells[pid] = pickle.loads(pkl.read_bytes()).args[0].arms[0].name
+        return cells[pid]
+
+    def bs64_task() -> list[int]:
+        if not any(tmp_path.glob(f"sweep-*/records/{cell}.json")):
+            return []
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        return [pid for pid in pids if cell_of(pid) == cell]
+
+    killed = kill_worker(bs64_task, times=2)
     args = ["sweep", "--bits", "32", "--batch-sizes", "64,256", "--lrs", "0.1", "--dataset",
-            "synthetic", "--epochs", "1", "--workers", "1", "--device", "cpu",
+            "synthetic", "--epochs", "30", "--workers", "1", "--device", "cpu",
             "--executor", "slurm", "--slurm-time", "5", "--output-dir", str(tmp_path)]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
+    assert len(killed) == 2, result.output
     (root,) = [p for p in tmp_path.iterdir() if p.name.startswith("sweep-")]
     results = pd.read_csv(root / "results.csv").set_index("batch_size")
     assert results.loc[256, "status"] == "finished"
-    assert results.loc[64, "status"] == "pending"
+    assert results.loc[64, "status"] == "partial"  # its first epoch is kept
     failed = json.loads((root / "failed.json").read_text())
     assert list(failed) == ["float32-bs64-sgd-lr0.1-s0"]
     assert "attempt 2" in failed["float32-bs64-sgd-lr0.1-s0"]

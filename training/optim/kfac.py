@@ -30,7 +30,6 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -44,9 +43,10 @@ from precision.formats import Format
 from precision.rounding import RoundingMode
 from training.optim import kronecker as kr
 from training.optim.registry import OptimizerInfo, register_optimizer
+from training.optim.stepping import ClosureStep, params_with_grad
 
 
-class KFAC(torch.optim.Optimizer):
+class KFAC(ClosureStep):
     """Kronecker-factored natural-gradient descent with momentum.
 
     Args:
@@ -207,20 +207,8 @@ class KFAC(torch.optim.Optimizer):
         return (state["G_inv"] @ v @ state["A_inv"]).view_as(grad)
 
     # -- the step
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """Update the factors (and inverses when due), then take the preconditioned step.
-
-        Args:
-            closure: re-evaluates the model and returns the loss (optional).
-
-        Returns:
-            The closure's loss, or None.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def update(self) -> None:
+        """Update the factors (and inverses when due), then take the preconditioned step."""
         if self.steps % self.factor_interval == 0:
             self._update_factors()
         if self.steps % self.update_interval == 0:
@@ -228,36 +216,31 @@ class KFAC(torch.optim.Optimizer):
         weights = {id(w) for w in self.layers.values()}
         pre: dict[int, torch.Tensor] = {}
         dots, lr2 = [], []  # u.g and lr**2 per preconditioned weight (KL clipping)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None and id(p) in weights:
-                    pre[id(p)] = u = self._preconditioned(p, p.grad)
-                    dots.append((u * p.grad).sum())
-                    lr2.append(group["lr"] ** 2)
+        for p, grad, group in params_with_grad(self.param_groups):
+            if id(p) in weights:
+                pre[id(p)] = u = self._preconditioned(p, grad)
+                dots.append((u * grad).sum())
+                lr2.append(group["lr"] ** 2)
         nu = 1.0
         vg = 0.0
         if dots and self.kl_clip is not None:  # one device synchronization for all layers
             vg = sum(a * d for a, d in zip(lr2, torch.stack(dots).tolist(), strict=True))
         if self.kl_clip is not None and vg > 0 and math.isfinite(vg):
             nu = min(1.0, math.sqrt(self.kl_clip / vg))
-        for group in self.param_groups:
+        for p, grad, group in params_with_grad(self.param_groups):
             lr, m, wd = group["lr"], group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                u = pre[id(p)].mul_(nu) if id(p) in pre else p.grad.clone()
-                if wd != 0:
-                    u.add_(p, alpha=wd)
-                state = self.state[p]
-                if m != 0:
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = u
-                    else:
-                        state["momentum_buffer"].mul_(m).add_(u)
-                    u = state["momentum_buffer"]
-                p.sub_(u, alpha=lr)
+            u = pre[id(p)].mul_(nu) if id(p) in pre else grad.clone()
+            if wd != 0:
+                u.add_(p, alpha=wd)
+            state = self.state[p]
+            if m != 0:
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = u
+                else:
+                    state["momentum_buffer"].mul_(m).add_(u)
+                u = state["momentum_buffer"]
+            p.sub_(u, alpha=lr)
         self.steps += 1
-        return loss
 
     # -- checkpoints: the counters travel with the per-parameter state
     def state_dict(self) -> dict[str, Any]:

@@ -16,15 +16,15 @@ group's own (normally zero) weight decay.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch.optim.optimizer import ParamsT
 
 from training.optim.registry import OptimizerInfo, register_optimizer
+from training.optim.stepping import ClosureStep, params_with_grad
 
 
-class LAMB(torch.optim.Optimizer):
+class LAMB(ClosureStep):
     """Adam moments with a layer-wise trust ratio.
 
     Args:
@@ -67,54 +67,35 @@ class LAMB(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """Apply one LAMB update.
-
-        Args:
-            closure: re-evaluates the model and returns the loss (optional).
-
-        Returns:
-            The closure's loss, or None.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
+    def update(self) -> None:
+        """Apply one LAMB update."""
+        for p, grad, group in params_with_grad(self.param_groups):
             beta1, beta2 = group["betas"]
             wd, bounds = group["weight_decay"], group["phi_bounds"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(grad, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                c1, c2 = (1 - beta1**t, 1 - beta2**t) if group["bias_correction"] else (1.0, 1.0)
-                update = (m / c1) / ((v / c2).sqrt_().add_(group["eps"]))
-                if wd != 0:
-                    update.add_(p, alpha=wd)
-                if group["lars_exclude"]:
-                    p.sub_(update, alpha=group["lr"])
-                    continue
-                w_norm = torch.linalg.vector_norm(p)
-                if bounds is not None:
-                    w_norm = w_norm.clamp(
-                        bounds[0], bounds[1] if math.isfinite(bounds[1]) else None
-                    )
-                u_norm = torch.linalg.vector_norm(update)
-                ok = (w_norm > 0) & (u_norm > 0)
-                ratio = torch.where(ok, w_norm / u_norm, torch.ones_like(w_norm))
-                p.sub_(update.mul_(ratio * group["lr"]))
-        return loss
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+            state["step"] += 1
+            t = state["step"]
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            m.mul_(beta1).add_(grad, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            c1, c2 = (1 - beta1**t, 1 - beta2**t) if group["bias_correction"] else (1.0, 1.0)
+            update = (m / c1) / ((v / c2).sqrt_().add_(group["eps"]))
+            if wd != 0:
+                update.add_(p, alpha=wd)
+            if group["lars_exclude"]:
+                p.sub_(update, alpha=group["lr"])
+                continue
+            w_norm = torch.linalg.vector_norm(p)
+            if bounds is not None:
+                w_norm = w_norm.clamp(bounds[0], bounds[1] if math.isfinite(bounds[1]) else None)
+            u_norm = torch.linalg.vector_norm(update)
+            ok = (w_norm > 0) & (u_norm > 0)
+            ratio = torch.where(ok, w_norm / u_norm, torch.ones_like(w_norm))
+            p.sub_(update.mul_(ratio * group["lr"]))
 
 
 LAMB_INFO = register_optimizer(

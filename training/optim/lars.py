@@ -14,15 +14,14 @@ momentum SGD with the group's own (normally zero) weight decay.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch.optim.optimizer import ParamsT
 
 from training.optim.registry import OptimizerInfo, register_optimizer
+from training.optim.stepping import ClosureStep, params_with_grad
 
 
-class LARS(torch.optim.Optimizer):
+class LARS(ClosureStep):
     """Momentum SGD with a layer-wise trust ratio.
 
     Args:
@@ -65,45 +64,28 @@ class LARS(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """Apply one LARS update.
-
-        Args:
-            closure: re-evaluates the model and returns the loss (optional).
-
-        Returns:
-            The closure's loss, or None.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
+    def update(self) -> None:
+        """Apply one LARS update."""
+        for p, grad, group in params_with_grad(self.param_groups):
             lr, wd, eta = group["lr"], group["weight_decay"], group["eta"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                update = grad.add(p, alpha=wd) if wd != 0 else grad.clone()
-                if group["lars_exclude"]:
-                    scale: torch.Tensor | float = lr
-                else:
-                    w_norm = torch.linalg.vector_norm(p)
-                    g_norm = torch.linalg.vector_norm(grad)
-                    ratio = eta * w_norm / (g_norm + wd * w_norm + group["eps"])
-                    # A zero norm (fresh zero-initialized layer, dead gradient) would give 0 or
-                    # NaN: fall back to the global rate as reference implementations do.
-                    ok = (w_norm > 0) & (g_norm > 0)
-                    scale = lr * torch.where(ok, ratio, torch.ones_like(ratio))
-                update.mul_(scale)
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = update
-                else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(update)
-                p.sub_(state["momentum_buffer"])
-        return loss
+            update = grad.add(p, alpha=wd) if wd != 0 else grad.clone()
+            if group["lars_exclude"]:
+                scale: torch.Tensor | float = lr
+            else:
+                w_norm = torch.linalg.vector_norm(p)
+                g_norm = torch.linalg.vector_norm(grad)
+                ratio = eta * w_norm / (g_norm + wd * w_norm + group["eps"])
+                # A zero norm (fresh zero-initialized layer, dead gradient) would give 0 or
+                # NaN: fall back to the global rate as reference implementations do.
+                ok = (w_norm > 0) & (g_norm > 0)
+                scale = lr * torch.where(ok, ratio, torch.ones_like(ratio))
+            update.mul_(scale)
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = update
+            else:
+                state["momentum_buffer"].mul_(group["momentum"]).add_(update)
+            p.sub_(state["momentum_buffer"])
 
 
 LARS_INFO = register_optimizer(

@@ -33,14 +33,14 @@ the per-tensor ``g.s`` and ``d.g`` of the last step), so a checkpoint resumes bi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from enum import Enum
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch.optim.optimizer import ParamsT
 
 from training.optim.registry import OptimizerInfo, register_optimizer
+from training.optim.stepping import ClosureStep, params_with_grad
 
 
 class BetaRule(str, Enum):
@@ -52,7 +52,7 @@ class BetaRule(str, Enum):
     HS = "hs"  # Hestenes-Stiefel 1952
 
 
-class NLCG(torch.optim.Optimizer):
+class NLCG(ClosureStep):
     """Nonlinear conjugate gradients with a diagonal second-moment preconditioner.
 
     Args:
@@ -108,31 +108,15 @@ class NLCG(torch.optim.Optimizer):
         self.last_beta = 0.0
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
 
-    def _params(self) -> list[tuple[torch.Tensor, dict[str, Any]]]:
-        return [(p, g) for g in self.param_groups for p in g["params"] if p.grad is not None]
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """Apply one NLCG update.
-
-        Args:
-            closure: re-evaluates the model and returns the loss (optional).
-
-        Returns:
-            The closure's loss, or None.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        items = self._params()
+    def update(self) -> None:
+        """Apply one NLCG update."""
+        items = list(params_with_grad(self.param_groups))
         if not items:
-            return loss
+            return
         grads: list[torch.Tensor] = []
         precs: list[torch.Tensor] = []
-        for p, group in items:
+        for p, grad, group in items:
             state = self.state[p]
-            grad = cast(torch.Tensor, p.grad)  # _params keeps parameters with a gradient
             g = grad if group["weight_decay"] == 0 else grad.add(p, alpha=group["weight_decay"])
             if not state:
                 state["step"] = torch.zeros((), dtype=torch.int64)
@@ -141,19 +125,18 @@ class NLCG(torch.optim.Optimizer):
             grads.append(g)
             precs.append(self._precondition(g, grad, state))
         k = int(self.state[items[0][0]]["step"])
-        prev = [self.state[p] for p, _ in items]
+        prev = [self.state[p] for p, _, _ in items]
         gs = _dots(grads, precs)
         beta = self._beta(k, prev, grads, gs)
         self.last_beta = beta
         hs = self.beta_rule is BetaRule.HS
-        for (p, group), g, s, gs_i in zip(items, grads, precs, gs, strict=True):
+        for (p, _, group), g, s, gs_i in zip(items, grads, precs, gs, strict=True):
             state = self.state[p]
             d = s.neg() if beta == 0.0 else state["direction"].mul_(beta).sub_(s)
             state["direction"], state["prev_precond"], state["gs"] = d, s, gs_i
             if hs:  # d_k.g_k, the part of HS's next denominator known now
                 state["dg"] = _dots([d], [g])[0]
             p.add_(d, alpha=group["lr"])
-        return loss
 
     def _precondition(
         self, g: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]
