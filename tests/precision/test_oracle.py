@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import boundary_values, random_values
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from oracle_values import boundary_values, random_values
 from precision_oracle import round_fixed, round_float
 
 from precision import FixedFormat, FloatFormat, RoundingMode, quantize

@@ -6,7 +6,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 import torch
-from conftest import as_torch, boundary_values, random_values
+from oracle_values import as_torch, boundary_values, random_values
 
 from precision import FloatFormat, Overflow, quantize
 from precision.registry import formats, parse
