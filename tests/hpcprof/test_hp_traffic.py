@@ -109,5 +109,5 @@ def test_one_region_shim_serves_counting_and_traffic() -> None:
         assert toggle_library() == build_marker()  # the same cached build, not a second one
     else:
         assert lib.hpcprof_toggle_available() == 0
-        with pytest.raises(BackendError, match="callgrind.h"):
+        with pytest.raises(BackendError, match=r"callgrind\.h"):
             toggle_library()
