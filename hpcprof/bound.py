@@ -241,12 +241,11 @@ def tiling(nest: LoopNest, memory: int) -> tuple[tuple[str, ...], dict[str, int]
     loops R is indexed by go outermost and get extents ``t^{l_i}`` (t as large as fits);
     the other loops go innermost and step one index at a time (R stays in fast memory
     while they run, and a wider extent would only take room from R's tile), except loops
-    the LP takes whole (``l_i`` at its cap ``log_M L_i``), which stay whole. The plain LP
-    box in the nest's own order (all arrays loaded per tile) is a further candidate.
-    Each is grown while the traffic does not rise; the fewest words of
-    :func:`tiled_traffic` wins. For matmul this keeps a ``sqrt(M) x sqrt(M)`` block of C
-    and streams A's columns and B's rows: ``2 n^3 / sqrt(M)`` words against the cube
-    tiling's ``2 sqrt(3) n^3 / sqrt(M)``.
+    the LP takes whole (``l_i`` at its cap ``log_M L_i``), which stay whole where they fit
+    beside R's block. The LP box in the nest's own order is a further candidate.
+    Each grows while the traffic does not rise; the fewest :func:`tiled_traffic` wins.
+    For matmul this keeps a ``sqrt(M) x sqrt(M)`` block of C and streams A's columns and
+    B's rows: ``2 n^3 / sqrt(M)`` words against the cube tiling's ``2 sqrt(3) n^3 / sqrt(M)``.
     """
     names = tuple(n for n, _ in nest.loops)
     bounds = nest.bounds
@@ -261,8 +260,10 @@ def tiling(nest: LoopNest, memory: int) -> tuple[tuple[str, ...], dict[str, int]
     for res in {a.indices: a for a in nest.arrays}.values():
         inner = [n for n in names if n not in res.indices]
         order = tuple([n for n in names if n in res.indices] + inner)
-        fixed = {n: bounds[n] if n in whole else 1 for n in inner}
-        candidates.append((order, _scaled(nest, lam, fixed, memory)))
+        tile = _scaled(nest, lam, {n: bounds[n] if n in whole else 1 for n in inner}, memory)
+        if not _fits(nest, tile, memory):  # whole loops that do not fit beside R step too
+            tile = _scaled(nest, lam, dict.fromkeys(inner, 1), memory)
+        candidates.append((order, tile))
     done = []
     for order, tile in candidates:
         while not _fits(nest, tile, memory) and any(v > 1 for v in tile.values()):
@@ -311,15 +312,9 @@ def lower_bound(nest: LoopNest, memory: int) -> Bound:
     k = float(np.sum(tile_exponents(nest, x)))
     segment = memory * nest.iterations / x**k - memory
     order, tile = tiling(nest, memory)
-    return Bound(
-        nest=nest.name,
-        memory=memory,
-        exponent=k,
-        segment_words=segment,
-        compulsory_words=nest.compulsory(),
-        tile=tuple((n, tile[n]) for n in order),
-        tiled_words=tiled_traffic(nest, tile, order),
-    )
+    return Bound(nest=nest.name, memory=memory, exponent=k, segment_words=segment,
+                 compulsory_words=nest.compulsory(), tile=tuple((n, tile[n]) for n in order),
+                 tiled_words=tiled_traffic(nest, tile, order))  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
