@@ -23,11 +23,12 @@ which for n x n matmul is ``n^3 / (2 sqrt(2) sqrt(M)) - M``, the Irony-Toledo-Ti
 constant. The bound reported is the larger of this and the compulsory traffic (every entry
 of every array read or written once, for fast memory that starts and ends empty).
 
-Attaining tiling: the same LP with X = M / (number of arrays) gives tile sizes
-``b_i = X^{l_i}``; rounded down and then grown greedily while the tile's footprints still
-fit in M. Running the tiles one after another moves at most (tiles x footprint) words, a
-constant factor above the bound independent of the loop bounds (:func:`tiled_traffic`
-counts it, keeping blocks resident across the innermost tile loop).
+Attaining tiling (:func:`tiling`): the LP's solution at X = M gives the tile's shape,
+``b_i ~ M^{l_i}`` scaled until the footprints fill M and clipped to the loop bounds, with a
+loop order that keeps one array's block resident while the loops it is not indexed by
+stream through. Running the tiles one after another moves a constant factor above the
+bound independent of the loop bounds (:func:`tiled_traffic` counts it exactly for the
+explicit schedule of :func:`simulate`).
 """
 
 from __future__ import annotations
@@ -146,8 +147,13 @@ class Bound:
     exponent: float  # LP value k at X = 2M
     segment_words: float  # M |Z| / (2M)^k - M
     compulsory_words: int
-    tile: tuple[tuple[str, int], ...]
+    tile: tuple[tuple[str, int], ...]  # in the tiling's loop order, outermost first
     tiled_words: int  # tiles x (footprints + output write-backs)
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Loop order of the tiling, outermost first."""
+        return tuple(n for n, _ in self.tile)
 
     @property
     def words(self) -> float:
@@ -185,59 +191,111 @@ def _fits(nest: LoopNest, tile: Mapping[str, int], memory: int) -> bool:
     return sum(nest.footprint(a, tile) for a in nest.arrays) <= memory
 
 
-def tiling(nest: LoopNest, memory: int) -> dict[str, int]:
-    """Tile sizes whose footprints fit in ``memory`` words: the LP at X = M / arrays,
-    rounded down, then grown one loop at a time (largest resulting tile first)."""
-    limit = memory / len(nest.arrays)
+def _scaled(nest: LoopNest, lam: Mapping[str, float], fixed: Mapping[str, int],
+            memory: int) -> dict[str, int]:  # fmt: skip
+    """``b_i = t^{l_i}`` (clipped to the bounds) on the loops not in ``fixed``, with the
+    largest ``t`` whose footprints fit in ``memory``; bisection on ``log t``."""
     bounds = nest.bounds
-    if limit > 1:
-        lam = tile_exponents(nest, limit)
-        tile = {
-            n: max(1, min(bounds[n], int(limit ** lam[i] + 1e-9)))
-            for i, (n, _) in enumerate(nest.loops)
-        }
-    else:
-        tile = dict.fromkeys(bounds, 1)
-    while not _fits(nest, tile, memory) and any(v > 1 for v in tile.values()):
-        biggest = max(tile, key=lambda n: tile[n])
-        tile[biggest] -= 1
+
+    def at(log_t: float) -> dict[str, int]:
+        grown = {n: max(1, min(bounds[n], int(math.exp(lam[n] * log_t) + 1e-9))) for n in bounds}
+        return {**grown, **fixed}
+
+    lo, hi = 0.0, max(math.log(bounds[n]) / lam[n] for n in bounds if lam[n] > 1e-9) + 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _fits(nest, at(mid), memory) else (lo, mid)
+    return at(lo)
+
+
+def _grow(
+    nest: LoopNest, tile: dict[str, int], order: tuple[str, ...], memory: int
+) -> dict[str, int]:
+    """Grow extents one step at a time (by one, or as far as the memory allows) while the
+    traffic does not rise; fewer words first, then the larger tile."""
+    bounds = nest.bounds
+    cost = tiled_traffic(nest, tile, order)
     while True:
-        best = None
-        for n in bounds:
-            if tile[n] < bounds[n]:
-                trial = {**tile, n: tile[n] + 1}
-                if _fits(nest, trial, memory):
-                    gain = math.prod(trial.values())
-                    if best is None or gain > best[0]:
-                        best = (gain, n)
+        best: tuple[tuple[int, int], dict[str, int]] | None = None
+        for n in order:
+            lo, hi = tile[n], bounds[n]
+            while lo < hi:  # widest extent of loop n that still fits
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if _fits(nest, {**tile, n: mid}, memory) else (lo, mid - 1)
+            for size in {tile[n] + 1, lo}:
+                trial = {**tile, n: size}
+                if not tile[n] < size <= bounds[n] or not _fits(nest, trial, memory):
+                    continue
+                key = (tiled_traffic(nest, trial, order), -math.prod(trial.values()))
+                if key[0] <= cost and (best is None or key < best[0]):
+                    best = (key, trial)
         if best is None:
             return tile
-        tile[best[1]] += 1
+        cost, tile = best[0][0], best[1]
 
 
-def tiled_traffic(nest: LoopNest, tile: Mapping[str, int]) -> int:
-    """Words moved running the box tiles in loop order (last loop innermost), each tile
-    loading the footprints it does not already hold: an array indexed by none of the
-    innermost loops stays resident while those loops step (everything fits in M), so it
-    is loaded once per step of the other loops. Outputs are also written back; edge tiles
-    count at their clipped size."""
+def tiling(nest: LoopNest, memory: int) -> tuple[tuple[str, ...], dict[str, int]]:
+    """Loop order (outermost first) and tile sizes whose footprints fit in ``memory`` words.
+
+    From the LP solution ``l_i`` at X = M: for each array R taken as the resident one, the
+    loops R is indexed by go outermost and get extents ``t^{l_i}`` (t as large as fits);
+    the other loops go innermost and step one index at a time (R stays in fast memory
+    while they run, and a wider extent would only take room from R's tile), except loops
+    the LP takes whole (``l_i`` at its cap ``log_M L_i``), which stay whole where they fit
+    beside R's block. The LP box in the nest's own order is a further candidate.
+    Each grows while the traffic does not rise; the fewest :func:`tiled_traffic` wins.
+    For matmul this keeps a ``sqrt(M) x sqrt(M)`` block of C and streams A's columns and
+    B's rows: ``2 n^3 / sqrt(M)`` words against the cube tiling's ``2 sqrt(3) n^3 / sqrt(M)``.
+    """
+    names = tuple(n for n, _ in nest.loops)
+    bounds = nest.bounds
+    if memory <= 1:
+        return names, dict.fromkeys(names, 1)
+    lam = dict(zip(names, tile_exponents(nest, float(memory)), strict=True))
+    whole = {n for n in names if lam[n] >= math.log(bounds[n]) / math.log(memory) - 1e-9}
+    candidates = [(names, _scaled(nest, lam, {}, memory))]
+    if memory > len(nest.arrays):  # the box of X = M / arrays, each array a share of M
+        share = tile_exponents(nest, memory / len(nest.arrays))
+        candidates.append((names, _scaled(nest, dict(zip(names, share, strict=True)), {}, memory)))
+    for res in {a.indices: a for a in nest.arrays}.values():
+        inner = [n for n in names if n not in res.indices]
+        order = tuple([n for n in names if n in res.indices] + inner)
+        tile = _scaled(nest, lam, {n: bounds[n] if n in whole else 1 for n in inner}, memory)
+        if not _fits(nest, tile, memory):  # whole loops that do not fit beside R step too
+            tile = _scaled(nest, lam, dict.fromkeys(inner, 1), memory)
+        candidates.append((order, tile))
+    done = []
+    for order, tile in candidates:
+        while not _fits(nest, tile, memory) and any(v > 1 for v in tile.values()):
+            biggest = max(tile, key=lambda n: tile[n])  # a whole loop alone can overflow M
+            tile[biggest] -= 1
+        tile = _grow(nest, tile, order, memory)
+        done.append((tiled_traffic(nest, tile, order), -math.prod(tile.values()), order, tile))
+    _, _, order, tile = min(done, key=lambda c: c[:2])
+    return order, tile
+
+
+def tiled_traffic(
+    nest: LoopNest, tile: Mapping[str, int], order: tuple[str, ...] | None = None
+) -> int:
+    """Words moved running the box tiles in ``order`` (default the nest's; last innermost),
+    each tile loading the footprints it does not already hold: an array indexed by none of
+    the innermost loops stays resident while those loops step (everything fits in M), so
+    it is loaded once per step of the other loops. Outputs are also written back; edge
+    tiles count at their clipped size."""
     total = 0
     bounds = nest.bounds
-    order = [n for n, _ in nest.loops]
-    per_loop = {
-        n: [min(tile[n], bounds[n] - s) for s in range(0, bounds[n], tile[n])] for n in bounds
-    }
+    order = order or tuple(n for n, _ in nest.loops)
+    count = {n: -(-bounds[n] // tile[n]) for n in bounds}  # tiles along each loop
     for a in nest.arrays:
         trailing: set[str] = set()
         for n in reversed(order):
             if n in a.indices:
                 break
             trailing.add(n)
-        # over the tiles, prod_{i in S_j} size_i sums to prod_{i in S_j} (sum of sizes)
-        inside = math.prod(sum(per_loop[i]) for i in a.indices)
-        steps = math.prod(
-            len(per_loop[n]) for n in order if n not in a.indices and n not in trailing
-        )
+        # over the tiles, prod_{i in S_j} size_i sums to prod_{i in S_j} L_i
+        inside = math.prod(bounds[i] for i in a.indices)
+        steps = math.prod(count[n] for n in order if n not in a.indices and n not in trailing)
         total += inside * steps * (2 if a.output else 1)
     return total
 
@@ -253,16 +311,10 @@ def lower_bound(nest: LoopNest, memory: int) -> Bound:
     x = 2.0 * memory
     k = float(np.sum(tile_exponents(nest, x)))
     segment = memory * nest.iterations / x**k - memory
-    tile = tiling(nest, memory)
-    return Bound(
-        nest=nest.name,
-        memory=memory,
-        exponent=k,
-        segment_words=segment,
-        compulsory_words=nest.compulsory(),
-        tile=tuple((n, tile[n]) for n, _ in nest.loops),
-        tiled_words=tiled_traffic(nest, tile),
-    )
+    order, tile = tiling(nest, memory)
+    return Bound(nest=nest.name, memory=memory, exponent=k, segment_words=segment,
+                 compulsory_words=nest.compulsory(), tile=tuple((n, tile[n]) for n in order),
+                 tiled_words=tiled_traffic(nest, tile, order))  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -285,23 +337,25 @@ class Policy(Enum):
     TILE = "tile"  # explicit: before each tile, evict what it does not use, load the rest
 
 
-def simulate(
-    nest: LoopNest, memory: int, tile: Mapping[str, int] | None = None, policy: Policy = Policy.LRU
-) -> Simulated:
+def simulate(nest: LoopNest, memory: int, tile: Mapping[str, int] | None = None,
+             policy: Policy = Policy.LRU, order: tuple[str, ...] | None = None) -> Simulated:  # fmt: skip
     """Execute the nest (tiled with ``tile``, or in plain loop order) over a simulated fast
-    memory of ``memory`` words and count the words moved: a load reads one word, evicting
+    memory of ``memory`` words and count the words moved, tiles stepping in ``order``
+    (outermost first; default the nest's): a load reads one word, evicting
     a written entry writes it back, written entries are flushed at the end. Pure Python:
     small sizes only.
 
     Raises:
-        NestError: memory below 1, a TILE policy without a tile, or a tile whose
-            footprints do not fit in memory.
+        NestError: memory below 1, a TILE policy without a tile, a tile whose
+            footprints do not fit in memory, or an order that is not the nest's loops.
     """
     if memory < 1:
         raise NestError(f"memory {memory}: must be at least 1 word")
     if policy is Policy.TILE and tile is None:
         raise NestError("policy tile: needs a tile")
-    names = [n for n, _ in nest.loops]
+    names = list(order or (n for n, _ in nest.loops))
+    if sorted(names) != sorted(n for n, _ in nest.loops):
+        raise NestError(f"order {names}: must list each loop of {nest.name} once")
     bounds = nest.bounds
     sizes = tile or bounds
     pos = {n: i for i, n in enumerate(names)}

@@ -156,7 +156,8 @@ MARKER_FLAGS: tuple[str, ...] = ("-O0", "-shared", "-fPIC")
 
 
 def build_marker(compiler: str | None = None) -> Path:
-    """Path of the region-marker shared library (``hp_marker.c``), compiled if not cached.
+    """Path of the region shim (``hp_marker.c``), compiled if not cached: the markers the
+    callgrind backend zeroes and dumps at, and the collection toggle of hpcprof.traffic.
 
     Raises:
         BuildError: no compiler, or the compile failed.

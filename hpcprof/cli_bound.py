@@ -1,13 +1,18 @@
 """``hpcprof bound``: communication lower bounds of loop nests, optionally held against the
-traffic callgrind's cache simulation measures for the matching apps."""
+traffic measured for the matching apps: callgrind's cache simulation (an LL cache of M
+words) or LIKWID's MEM/L3/L2 data volumes on the host's real caches."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from hpcprof.cli_common import reported
+from hpcprof.cli_common import UsageError, reported
+
+if TYPE_CHECKING:
+    from hpcprof.traffic import TrafficPoint
 
 DEFAULT_MEMORY = (32768,)
 
@@ -66,6 +71,21 @@ def bound_table(names: tuple[str, ...], files: tuple[str, ...], overrides: dict[
     return "\n".join(lines) + "\n"
 
 
+def _measure(requests: list[tuple[str, int]], memories: tuple[int, ...], traffic: str,
+             group: str) -> list[TrafficPoint]:  # fmt: skip
+    """Traffic points: one per app, size and M under callgrind, one per app and size under
+    likwid (M is the hardware cache). likwid missing or without counters: exit 2."""
+    from hpcprof.errors import BackendError
+    from hpcprof.traffic import measure, measure_likwid
+
+    if traffic == "callgrind":
+        return [measure(app, size, m) for app, size in requests for m in memories]
+    try:
+        return [measure_likwid(app, size, group) for app, size in requests]
+    except BackendError as exc:
+        raise UsageError(f"--traffic likwid: {exc}") from None
+
+
 @click.command("bound")
 @click.argument("nests", nargs=-1)
 @click.option(
@@ -96,8 +116,23 @@ def bound_table(names: tuple[str, ...], files: tuple[str, ...], overrides: dict[
     "measure",
     multiple=True,
     metavar="APP=N",
-    help="Also run APP at size N under callgrind's cache simulation with an LL of "
-    "M words and report measured / bound (repeatable).",
+    help="Also run APP at size N, measure its traffic (see --traffic) and report "
+    "measured / bound (repeatable).",
+)
+@click.option(
+    "--traffic",
+    type=click.Choice(["callgrind", "likwid"]),
+    default="callgrind",
+    show_default=True,
+    help="callgrind: cache simulation with an LL of M words (each --memory); likwid: "
+    "likwid-perfctr data volume of --likwid-group, M = the host's cache below it.",
+)
+@click.option(
+    "--likwid-group",
+    type=click.Choice(["MEM", "L3", "L2"]),
+    default="MEM",
+    show_default=True,
+    help="LIKWID group for --traffic likwid: MEM (LLC-DRAM), L3 (L2-L3), L2 (L1-L2).",
 )
 @click.option(
     "--out",
@@ -108,8 +143,8 @@ def bound_table(names: tuple[str, ...], files: tuple[str, ...], overrides: dict[
 )
 @reported
 def bound(nests: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, ...],
-          memories: tuple[int, ...], list_only: bool, measure: tuple[str, ...],
-          out_dir: str | None) -> None:  # fmt: skip
+          memories: tuple[int, ...], list_only: bool, measure: tuple[str, ...], traffic: str,
+          likwid_group: str, out_dir: str | None) -> None:  # fmt: skip
     """Lower bound on words moved for fast memory M (arXiv 2003.00119), and a tiling.
 
     NESTS are built-in names (default: all); see --list.
@@ -126,7 +161,15 @@ def bound(nests: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, 
         return
     memories = memories or DEFAULT_MEMORY
     requests = _sizes(measure)
-    if requests:
+    if requests and traffic == "likwid":
+        from hpcprof.backends.likwid import require_traffic_counters
+        from hpcprof.errors import BackendError
+
+        try:
+            require_traffic_counters(likwid_group)
+        except BackendError as exc:
+            raise UsageError(f"--traffic likwid: {exc}") from None
+    if requests and traffic == "callgrind":
         from hpcprof.traffic import check_request
 
         for app, _ in requests:
@@ -140,9 +183,8 @@ def bound(nests: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, 
         write_text(out / "bound.md", text)
     if requests:
         from hpcprof.traffic import markdown, plot
-        from hpcprof.traffic import measure as measure_app
 
-        points = [measure_app(app, size, m) for app, size in requests for m in memories]
+        points = _measure(requests, memories, traffic, likwid_group)
         table = markdown(points)
         click.echo("\n" + table, nl=False)
         if out is not None:

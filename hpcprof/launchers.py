@@ -1,4 +1,6 @@
-"""How a measured command is started: directly, under ``mpirun`` or under ``srun``.
+"""How a measured command is started: directly, under ``mpirun``, ``srun`` or
+torch.distributed's elastic launcher (``torchrun``: local ranks with RANK/WORLD_SIZE and a
+rendezvous on this host, which a distributed app such as ``caqr`` joins over gloo).
 
 A launcher only builds an argument list (never a shell string). It wraps the command the
 backend produced, so with several ranks every rank runs under the counter tool; counting
@@ -7,7 +9,9 @@ backends then read one output per rank only where the tool writes one file per p
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -21,6 +25,7 @@ class LauncherKind(Enum):
     LOCAL = "local"
     MPIRUN = "mpirun"
     SRUN = "srun"
+    TORCH_DISTRIBUTED = "torch.distributed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +33,7 @@ class Launcher:
     """A launcher and its rank count.
 
     Args:
-        kind: local, mpirun or srun.
+        kind: local, mpirun, srun or torch.distributed.
         ranks: processes to start (local: exactly 1).
         extra_args: further launcher arguments, placed before the command.
     """
@@ -49,13 +54,21 @@ class Launcher:
             return ["mpirun", "-np", str(self.ranks), *self.extra_args, *cmd]
         if self.kind is LauncherKind.SRUN:
             return ["srun", f"--ntasks={self.ranks}", *self.extra_args, *cmd]
+        if self.kind is LauncherKind.TORCH_DISTRIBUTED:
+            # --no-python: every rank runs the (backend-wrapped) command as it is
+            return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc-per-node={self.ranks}", "--no-python", *self.extra_args, *cmd]  # fmt: skip
         return list(cmd)
 
     def check(self) -> None:
         """Raise if the launcher's program is not on PATH.
 
         Raises:
-            LaunchError: ``mpirun`` or ``srun`` missing.
+            LaunchError: ``mpirun`` or ``srun`` missing, or torch not importable.
         """
+        if self.kind is LauncherKind.TORCH_DISTRIBUTED:
+            if importlib.util.find_spec("torch") is None:
+                raise LaunchError("launcher torch.distributed: torch is not installed")
+            return
         if self.kind is not LauncherKind.LOCAL and shutil.which(self.kind.value) is None:
             raise LaunchError(f"launcher {self.kind.value}: {self.kind.value} not found on PATH")

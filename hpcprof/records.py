@@ -52,6 +52,12 @@ class Metric(Enum):
     CHECK_ERROR = "check_error"  # self-check error (residual or error vs float64)
     FOM = "fom"  # figure of merit of an external app, unit from the suite file
     MULTIPLEX = "multiplex"  # fraction of the run the counters were scheduled (0..1]
+    # What a distributed app's ranks send and receive, counted by the app (caqr across ranks):
+    # words of its precision and point-to-point messages; per rank (process "rank N") and summed.
+    WORDS_SENT = "words_sent"
+    WORDS_RECEIVED = "words_received"
+    MESSAGES_SENT = "messages_sent"
+    MESSAGES_RECEIVED = "messages_received"
 
 
 class SampleStatus(Enum):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcprof.apps.base import parse_protocol
+from hpcprof.apps.base import parse_protocol, parse_rank_lines
 from hpcprof.backends import Backend, Job
 from hpcprof.config import RunConfig
 from hpcprof.errors import HpcprofError
@@ -256,7 +256,26 @@ def _app_samples(task: Task, stdout: str, samples: list[Sample]) -> RunStatus:
         )
         return RunStatus.FAILED
     samples.append(Sample(metric=Metric.CHECK_ERROR, value=err, backend="app"))
+    samples.extend(_rank_samples(stdout))
     return RunStatus.OK if err <= task.tolerance else RunStatus.CHECK_FAILED
+
+
+_RANK_METRICS = tuple(
+    Metric(k) for k in ("words_sent", "words_received", "messages_sent", "messages_received")
+)
+
+
+def _rank_samples(stdout: str) -> list[Sample]:
+    """A distributed kernel's counts: one row per rank (process ``rank N``) and the sum."""
+    ranks = parse_rank_lines(stdout)
+    out = []
+    for metric in _RANK_METRICS:
+        rows = {r: c[metric.value] for r, c in sorted(ranks.items()) if metric.value in c}
+        out += [Sample(metric=metric, value=v, backend="app", process=f"rank {r}")
+                for r, v in rows.items()]  # fmt: skip
+        if rows:
+            out.append(Sample(metric=metric, value=sum(rows.values()), backend="app"))
+    return out
 
 
 def run_tasks(

@@ -4,20 +4,22 @@ An app runs under ``valgrind --tool=callgrind --cache-sim=yes --simulate-wb=yes`
 last-level cache set to M words (8-way, 64-byte lines; D1 an eighth of it), and only its
 measured region collected: the C apps' kernel function (``--toggle-collect``), the Python
 kernels' ``with region:`` block (a region that issues callgrind's toggle client request
-through a tiny shared library built on first use) of a second run of the kernel in the same
-process, so that one-time library set-up (torch's first operator calls) is not counted. Traffic between the simulated LL cache
-and memory, in words:
+through ``hpcprof_toggle`` of the region shim ``hp_marker.c``, the library the callgrind
+backend loads) of a second run of the kernel in the same process, so that one-time set-up
+(torch's first operator calls) is not counted. Traffic between the LL cache and memory:
 
     (DLmr + DLmw + DLdmr + DLdmw) x line / itemsize
 
 (read and write misses fetch a line; misses that evict a dirty line write one back). The
 cache is warm when the region starts (the app has just written its inputs) and dirty lines
 still cached at the end are not counted, so the bound holds as ``measured >= bound - 2M``;
-compare at sizes whose data is well beyond M.
+compare at sizes whose data is well beyond M. :func:`measure_likwid` measures LIKWID's
+MEM/L3/L2 data volumes on real caches instead.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -36,9 +38,6 @@ from hpcprof.records import Precision
 
 LINE = 64
 ASSOC = 8
-_TOGGLE_C = (
-    "#include <valgrind/callgrind.h>\nvoid hpcprof_toggle(void) { CALLGRIND_TOGGLE_COLLECT; }\n"
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +109,7 @@ class TrafficPoint:
     bound_words: float
     tiled_words: int
     tile: tuple[tuple[str, int], ...]
+    source: str = "callgrind"  # what measured it: callgrind, or likwid and its group
 
     @property
     def ratio(self) -> float:
@@ -164,24 +164,25 @@ def words_moved(totals: Mapping[str, int], itemsize: int, line: int = LINE) -> f
     return sum(totals[k] for k in keys) * line / itemsize
 
 
-def toggle_library(directory: Path) -> Path:
-    """Build the shared library whose ``hpcprof_toggle`` toggles callgrind collection.
+def toggle_library() -> Path:
+    """The region shim (``hp_marker.c``, cached build) with a working ``hpcprof_toggle``.
 
     Raises:
-        BackendError: no C compiler, or valgrind's callgrind.h is missing.
+        BackendError: no C compiler or the build failed, or the shim was built without
+            valgrind's callgrind.h (its toggle would do nothing).
     """
-    from hpcprof.build import find_compiler
+    import ctypes
 
-    compiler = find_compiler()
-    if compiler is None:
-        raise BackendError("no C compiler (cc/gcc) to build the callgrind toggle")
-    src, lib = directory / "toggle.c", directory / "libhpcprof_toggle.so"
-    src.write_text(_TOGGLE_C, encoding="utf-8")
-    proc = subprocess.run([compiler, "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    if proc.returncode != 0:
+    from hpcprof.build import build_marker
+    from hpcprof.errors import BuildError
+
+    try:
+        lib = build_marker()
+    except BuildError as exc:
+        raise BackendError(f"cannot build the callgrind region shim: {exc}") from None
+    if not ctypes.CDLL(str(lib)).hpcprof_toggle_available():
         raise BackendError(
-            f"cannot build the callgrind toggle: {proc.stderr.strip().splitlines()[-1:]}"
+            "valgrind's callgrind.h is missing: no callgrind toggle for Python kernels"
         )
     return lib
 
@@ -205,9 +206,7 @@ kernel(*args, Toggled())
 """
 
 
-def _command(
-    app: str, size: int, precision: Precision, scratch: Path
-) -> tuple[list[str], list[str]]:
+def _command(app: str, size: int, precision: Precision) -> tuple[list[str], list[str]]:
     """(valgrind options, program command) restricting collection to the measured region."""
     from hpcprof.build import build
 
@@ -216,16 +215,83 @@ def _command(
         assert info.c_source is not None and info.c_args is not None and info.region is not None
         binary = build(info.c_source, precision)
         return [f"--toggle-collect={info.region}"], [str(binary), *info.c_args(size)]
-    lib = toggle_library(scratch)
-    return ["--collect-atstart=no"], [
-        sys.executable,
-        "-c",
-        _DRIVER,
-        str(lib),
-        app,
-        str(size),
-        precision.value,
-    ]
+    lib = toggle_library()
+    cmd = [sys.executable, "-c", _DRIVER, str(lib), app, str(size), precision.value]
+    return ["--collect-atstart=no"], cmd
+
+
+_LIKWID_DRIVER = """
+import sys, pylikwid
+from hpcprof.apps import APPS
+from hpcprof.apps.base import Region
+from hpcprof.records import Precision
+kernel, args = APPS[sys.argv[1]].kernel, (int(sys.argv[2]), Precision(sys.argv[3]))
+kernel(*args, Region())  # warm-up outside the marker region
+pylikwid.markerinit()
+pylikwid.markerthreadinit()
+kernel(*args, Region(marker=pylikwid))
+pylikwid.markerclose()
+"""
+
+
+def _target(app: str) -> Target:
+    """Raises:
+    UnknownNameError: the app has no matching loop nest."""
+    if app not in TARGETS:
+        raise UnknownNameError(
+            f"app {app!r} has no loop nest to bound (have: {', '.join(TARGETS)})"
+        )
+    return TARGETS[app]
+
+
+def _child_env() -> dict[str, str]:
+    """One BLAS/OpenMP thread, and this checkout importable in the measured child."""
+    root = str(Path(__file__).resolve().parents[1])
+    return {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+
+
+def measure_likwid(app: str, size: int, group: str = "MEM",
+                   precision: Precision = Precision.FLOAT64, timeout_s: float = 900.0) -> TrafficPoint:  # fmt: skip
+    """Run ``app`` at ``size`` under ``likwid-perfctr -g group`` (MEM, L3 or L2) on CPU 0
+    and hold its data volume against the bound for M = the size of the cache below that
+    traffic (the last level for MEM, L2 for L3, L1d for L2), in words of ``precision``.
+
+    Python kernels are measured in the ``hpcprof_kernel`` marker region (pylikwid) of a
+    second run; the C apps have no markers: their whole program is counted (wrapper mode).
+
+    Raises:
+        UnknownNameError: the app has no matching loop nest.
+        BackendError: likwid-perfctr, its counters, pylikwid (Python kernels) or the cache
+            size is missing, or the run failed.
+    """
+    from hpcprof.backends.likwid import FAST_LEVEL, cache_bytes, check_group, measure_traffic
+    from hpcprof.build import build
+
+    target = _target(app)
+    check_group(group)
+    itemsize = 8 if precision is Precision.FLOAT64 else 4
+    info = APPS[app]
+    marker = info.kind is not AppKind.C
+    if info.kind is AppKind.C:
+        assert info.c_source is not None and info.c_args is not None
+        cmd = [str(build(info.c_source, precision)), *info.c_args(size)]
+    else:
+        if importlib.util.find_spec("pylikwid") is None:
+            raise BackendError(
+                f"{app}: likwid traffic of a Python kernel needs pylikwid (marker regions)"
+            )
+        cmd = [sys.executable, "-c", _LIKWID_DRIVER, app, str(size), precision.value]
+    memory = cache_bytes(FAST_LEVEL[group]) // itemsize
+    bytes_ = measure_traffic(cmd, group, marker=marker, env=_child_env(), timeout_s=timeout_s)
+    words = bytes_ / itemsize
+    nest = target.nest(size)
+    bound = lower_bound(nest, memory)
+    return TrafficPoint(
+        app=app, nest=nest.name, size=size, memory=memory, precision=precision.value,
+        measured_words=words, bound_words=bound.words, tiled_words=bound.tiled_words,
+        tile=bound.tile, source=f"likwid {group}",
+    )  # fmt: skip
 
 
 def check_request(app: str, memory: int, precision: Precision = Precision.FLOAT64) -> None:
@@ -235,10 +301,7 @@ def check_request(app: str, memory: int, precision: Precision = Precision.FLOAT6
         UnknownNameError: the app has no matching loop nest.
         ValueError: a memory size the cache simulation cannot take.
     """
-    if app not in TARGETS:
-        raise UnknownNameError(
-            f"app {app!r} has no loop nest to bound (have: {', '.join(TARGETS)})"
-        )
+    _target(app)
     cache_args(memory, 8 if precision is Precision.FLOAT64 else 4)
 
 
@@ -257,14 +320,11 @@ def measure(app: str, size: int, memory: int, precision: Precision = Precision.F
     bound = lower_bound(nest, memory)
     with tempfile.TemporaryDirectory(prefix="hpcprof-traffic-") as tmp:
         scratch = Path(tmp)
-        opts, cmd = _command(app, size, precision, scratch)
+        opts, cmd = _command(app, size, precision)
         out = scratch / "callgrind.out"
         args = ["valgrind", "--tool=callgrind", "--cache-sim=yes", "--simulate-wb=yes",
                 *cache_args(memory, itemsize), *opts, f"--callgrind-out-file={out}", *cmd]  # fmt: skip
-        root = str(Path(__file__).resolve().parents[1])
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+        env = {**os.environ, **_child_env()}
         try:
             proc = subprocess.run(
                 args, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
@@ -288,21 +348,28 @@ def measure(app: str, size: int, memory: int, precision: Precision = Precision.F
     )  # fmt: skip
 
 
+_SOURCE_NOTES = {
+    "callgrind": "- callgrind: the region starts warm and ends unflushed: measured >= bound - 2M",
+    "likwid": "- likwid: M is the hardware cache below the traffic; C apps count the whole program",
+}
+
+
 def markdown(points: Sequence[TrafficPoint]) -> str:
     """Table of measured traffic, bound and ratio per app, size and M."""
     lines = [
         "| app | nest | size | M (words) | measured words | lower bound | measured / bound | "
-        "tiling's words | tile |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "tiling's words | tile | measured by |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
         tile = " ".join(f"{n}={b}" for n, b in p.tile)
         lines.append(
             f"| {p.app} | {p.nest} | {p.size} | {p.memory} | {p.measured_words:.4g} | "
-            f"{p.bound_words:.4g} | {p.ratio:.2f} | {p.tiled_words:.4g} | {tile} |"
+            f"{p.bound_words:.4g} | {p.ratio:.2f} | {p.tiled_words:.4g} | {tile} | {p.source} |"
         )
     notes = sorted({f"- {p.app}: {TARGETS[p.app].note}" for p in points})
-    notes.append("- the region starts with a warm cache and ends unflushed: measured >= bound - 2M")
+    sources = {p.source.split()[0] for p in points}
+    notes += [_SOURCE_NOTES[s] for s in sorted(sources)]
     return "\n".join([*lines, "", *notes]) + "\n"
 
 
@@ -316,15 +383,14 @@ def plot(points: Sequence[TrafficPoint], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for key in sorted({(p.app, p.memory) for p in points}):
         sel = sorted((p for p in points if (p.app, p.memory) == key), key=lambda p: p.size)
-        ax.plot(
-            [p.size for p in sel], [p.ratio for p in sel], marker="o", label=f"{key[0]}, M={key[1]}"
-        )
+        sizes, ratios = [p.size for p in sel], [p.ratio for p in sel]
+        ax.plot(sizes, ratios, marker="o", label=f"{key[0]}, M={key[1]}")
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("app size")
     ax.set_ylabel("measured words / lower bound")
-    ax.set_title("LL-cache traffic (callgrind cache simulation) over the bound")
+    ax.set_title(f"traffic over the bound ({', '.join(sorted({p.source for p in points}))})")
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,13 @@ Knights Landing 7210 -> Knights Mill 7295 (and the KNL 7250 and GPU models),
 ``hpcprof bits-needed``, the TSQR words/messages per tree shape, ``hpcprof bound`` for the
 built-in loop nests and, where valgrind is installed, the bound against callgrind's
 cache-simulation traffic.
+Where likwid-perfctr can count the MEM group, the bound is also held against LIKWID's
+measured memory traffic (else a skip line is printed).
 Keeps only markdown and PNGs (a few hundred KB); run directories go to a temporary folder.
 
 Usage: make reference   (or .venv/bin/python scripts/hpcprof_reference.py [--quick])
+       .venv/bin/python scripts/hpcprof_reference.py --bound   (only the bound and traffic
+       sections, replaced in place in the existing README; minutes, not the whole run)
 """
 
 from __future__ import annotations
@@ -72,17 +76,58 @@ def main(quick: bool) -> None:
     parts += ["## Mantissa bits needed\n", bits.split("\n", 2)[2], ""]
     shutil.copy(bits_dir / "bits_needed.png", OUT / "bits_needed.png")
     parts += ["## TSQR communication per tree shape (8 ranks, 16 columns)\n", _tsqr_table(), ""]
-    parts += ["## Communication lower bounds (hpcprof bound)\n",
-              hp("bound", "-M", "4096", "-M", "32768"), ""]  # fmt: skip
-    if shutil.which("valgrind") and shutil.which("objdump"):
-        parts += ["## Bound vs measured LL-cache traffic (callgrind cache simulation)\n",
-                  _traffic(scratch, quick), ""]  # fmt: skip
-        shutil.copy(scratch / "traffic" / "traffic.png", OUT / "traffic_vs_bound.png")
+    parts += [f"{title}\n{body}" for title, body in _bound_sections(scratch, quick)]
     host = timer / "host.json"
     parts += ["## Host\n", "```json", host.read_text().strip(), "```", ""]
     (OUT / "README.md").write_text("\n".join(parts), encoding="utf-8")
     shutil.rmtree(scratch, ignore_errors=True)
     print(OUT / "README.md")
+
+
+BOUND_TITLE = "## Communication lower bounds (hpcprof bound)"
+CALLGRIND_TITLE = "## Bound vs measured LL-cache traffic (callgrind cache simulation)"
+LIKWID_TITLE = "## Bound vs measured memory traffic (LIKWID MEM group)"
+
+
+def _bound_sections(scratch: Path, quick: bool) -> list[tuple[str, str]]:
+    """(title, body) of the bound table and of the traffic tables this machine can measure."""
+    sections = [(BOUND_TITLE, hp("bound", "-M", "4096", "-M", "32768") + "\n")]
+    if shutil.which("valgrind") and shutil.which("objdump"):
+        sections.append((CALLGRIND_TITLE, _traffic(scratch, quick) + "\n"))
+        shutil.copy(scratch / "traffic" / "traffic.png", OUT / "traffic_vs_bound.png")
+    from hpcprof.backends.likwid import require_traffic_counters
+    from hpcprof.errors import BackendError
+
+    try:
+        require_traffic_counters("MEM")
+    except BackendError as exc:
+        print(f"skipped: bound vs LIKWID MEM traffic ({exc})")
+    else:
+        from hpcprof.traffic import markdown, measure_likwid
+
+        points = [measure_likwid("gemm-c", n, "MEM") for n in (256, 512, 1024)]
+        sections.append((LIKWID_TITLE, markdown(points) + "\n"))
+    return sections
+
+
+def bound_only(quick: bool) -> None:
+    """Replace the bound and traffic sections of the existing reference README in place."""
+    readme = OUT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    scratch = Path(tempfile.mkdtemp(prefix="hpcprof-ref-"))
+    for title, body in _bound_sections(scratch, quick):
+        start = text.find(title + "\n")
+        if start < 0:  # a section this machine adds for the first time goes before ## Host
+            start = text.find("## Host\n")
+            if start < 0:
+                raise SystemExit(f"{readme}: no section {title!r} or ## Host; run the whole script")
+            text = text[:start] + f"{title}\n{body}\n" + text[start:]
+            continue
+        end = text.find("\n## ", start + len(title))
+        text = text[:start] + f"{title}\n{body}" + (text[end + 1 :] if end >= 0 else "")
+    readme.write_text(text, encoding="utf-8")
+    shutil.rmtree(scratch, ignore_errors=True)
+    print(readme)
 
 
 def _tsqr_table() -> str:
@@ -119,4 +164,7 @@ def _traffic(scratch: Path, quick: bool) -> str:
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv[1:])
+    if "--bound" in sys.argv[1:]:
+        bound_only(quick="--quick" in sys.argv[1:])
+    else:
+        main(quick="--quick" in sys.argv[1:])

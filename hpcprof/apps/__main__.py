@@ -10,7 +10,7 @@ import os
 import sys
 
 from hpcprof.apps import APPS
-from hpcprof.apps.base import PROTOCOL_PREFIX, Region
+from hpcprof.apps.base import PROTOCOL_PREFIX, RANK_PREFIX, Region
 from hpcprof.apps.cuda import DeviceUnavailable
 from hpcprof.records import Precision
 
@@ -57,6 +57,9 @@ def main(argv: list[str]) -> int:
     if marker is not None:
         marker.markerclose()  # type: ignore[attr-defined]
     sys.stdout.write(f"{PROTOCOL_PREFIX} check_error={error:.6e} kernel_s={region.seconds:.6e}\n")
+    if region.rank_counts:
+        counts = " ".join(f"{k}={v}" for k, v in region.rank_counts.items())
+        sys.stdout.write(f"{RANK_PREFIX} {counts}\n")
     return 0
 
 

@@ -7,6 +7,7 @@ byte models. Variants (the C build of GEMM, say) are further records, not subcla
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -20,6 +21,8 @@ from hpcprof.records import Precision
 
 PROTOCOL_PREFIX = "hpcprof:"
 """Built-in programs print one line ``hpcprof: check_error=<e> kernel_s=<t>`` on stdout."""
+RANK_PREFIX = "hpcprof-rank:"
+"""Each rank of a distributed kernel also prints ``hpcprof-rank: rank=<r> <count>=<n> ...``."""
 
 BUILTIN_PRECISIONS: tuple[Precision, ...] = (Precision.FLOAT64, Precision.FLOAT32)
 
@@ -56,6 +59,7 @@ class Region(AbstractContextManager["Region"]):
     ) -> None:  # fmt: skip
         self.name = name
         self.seconds: float | None = None
+        self.rank_counts: dict[str, int] = {}  # a distributed kernel's own counts, this rank
         self._marker = marker
         self._callgrind = callgrind
         self._t0 = 0.0
@@ -189,6 +193,17 @@ def parse_protocol(stdout: str) -> dict[str, float]:
             except ValueError:
                 continue
     return values
+
+
+def parse_rank_lines(stdout: str) -> dict[int, dict[str, float]]:
+    """Per-rank ``key=value`` counts of the ``hpcprof-rank:`` lines, keyed by ``rank``."""
+    ranks: dict[int, dict[str, float]] = {}
+    for line in stdout.splitlines():
+        if line.startswith(RANK_PREFIX):
+            pairs = dict(t.partition("=")[::2] for t in line[len(RANK_PREFIX) :].split())
+            with contextlib.suppress(KeyError, ValueError):
+                ranks[int(pairs.pop("rank"))] = {k: float(v) for k, v in pairs.items()}
+    return ranks
 
 
 def real_dtype(precision: Precision) -> str:

@@ -10,7 +10,10 @@ the flat tree (one round and one larger QR, fewer FLOPs in all, but the root rec
 words and messages. Q is formed explicitly by pushing the tree's Q factors back down.
 
 The ranks run in one process over the blocks; :func:`traffic` counts the words and messages
-each rank would send and receive (R triangles up, n x n blocks of Q down). Self-check:
+each rank would send and receive (R triangles up, n x n blocks of Q down). Started as several
+ranks (``hpcprof run --launcher torch.distributed --ranks P``, or ``mpirun``), the kernel
+runs the tree across the ranks instead (:mod:`hpcprof.apps.caqr_dist`, one row block per
+rank, gloo), and each rank reports the words and messages it really moved. Self-check:
 ``max(||A - QR||_F / ||A||_F, ||Q^T Q - I||_F)``.
 """
 
@@ -132,8 +135,12 @@ def test_matrix(m: int, seed: int = 0) -> np.ndarray:
 
 def _kernel(arity: int) -> Kernel:
     def kernel(size: int, precision: Precision, region: Region) -> float:
+        from hpcprof.apps import caqr_dist
+
         ar = Arith(np.dtype(real_dtype(precision)))
         a = ar.r(test_matrix(size))
+        if caqr_dist.rank_world() is not None:
+            return caqr_dist.factor_across_ranks(a, arity, region)
         with region:
             q, r = tsqr(a, BLOCKS, arity, ar)
         return check(a, q, r)

@@ -2,7 +2,8 @@
 
 The output (ASCII or ``-O`` CSV, marker or wrapper layout, LIKWID 4 and 5) is read by
 :func:`hpcprof.backends.likwid_output.parse_likwid`; this module turns it into samples and
-runs the tool.
+runs the tool. It also measures traffic for ``hpcprof bound --measure --traffic likwid``
+(:func:`measure_traffic`: the MEM/L3/L2 data volumes, :func:`traffic_bytes`).
 
 Python kernels get marker regions through ``pylikwid`` when it imports in the child. A pass
 whose output holds nothing for its group is a :class:`~hpcprof.errors.BackendError`, never
@@ -12,7 +13,12 @@ a silent fall-back to the analytic model.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
 
 from hpcprof.backends.base import Availability, Backend, Job, tool_output
 from hpcprof.backends.events import (
@@ -195,3 +201,113 @@ class LikwidBackend(Backend):
         )
         require_group_samples(job.pass_name, samples, out)
         return samples
+
+
+# Traffic for ``hpcprof bound --measure --traffic likwid``: the data volume one group
+# counts, and the cache whose size is the fast memory M of that traffic.
+TRAFFIC_METRICS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "MEM": ("Memory data volume [GBytes]", "Memory data volume [GByte]"),  # LLC <-> DRAM
+    "L3": ("L3 data volume [GBytes]", "L3 data volume [GByte]"),  # L2 <-> L3
+    "L2": ("L2 data volume [GBytes]", "L2 data volume [GByte]"),  # L1 <-> L2
+})  # fmt: skip
+FAST_LEVEL: Mapping[str, int | None] = MappingProxyType({"MEM": None, "L3": 2, "L2": 1})
+"""Cache level below each group's traffic (None: the last level)."""
+
+
+def check_group(group: str) -> None:
+    """Raises:
+    BackendError: ``group`` is not one of :data:`TRAFFIC_METRICS`."""
+    if group not in TRAFFIC_METRICS:
+        raise BackendError(
+            f"likwid traffic group {group!r}: must be one of {', '.join(TRAFFIC_METRICS)}"
+        )
+
+
+def traffic_bytes(out: LikwidOutput, group: str, region: str | None = None, run: int = 0) -> float:
+    """Bytes the data-volume metric of ``group`` reports for one region, summed over threads.
+
+    Uncore counts (MEM) appear on one thread per socket and ``-`` elsewhere; the sum over
+    the values present is the total either way.
+
+    Raises:
+        BackendError: an unknown group, or the output holds no such metric for the region.
+    """
+    check_group(group)
+    regions = out.regions()
+    name = region if region is not None else (regions[0] if regions else "")
+    for t in out.tables:
+        if t.region != name or t.run != run or t.kind is not TableKind.METRICS or t.group != group:
+            continue
+        for metric in TRAFFIC_METRICS[group]:
+            row = t.row(metric)
+            vals = [] if row is None else [v for v in row.values if v is not None]
+            if vals:
+                return sum(vals) * 1e9
+    seen = sorted({f"{t.group}/{t.region or '-'}" for t in out.tables}) or ["no tables"]
+    raise BackendError(
+        f"likwid-perfctr output has no {TRAFFIC_METRICS[group][0]} for region {name or '-'} "
+        f"(group/region read: {', '.join(seen)})"
+    )
+
+
+def cache_bytes(
+    level: int | None, cpu: int = 0, root: Path = Path("/sys/devices/system/cpu")
+) -> int:
+    """Size of the data (or unified) cache at ``level`` of ``cpu`` (None: the last level).
+
+    Raises:
+        BackendError: sysfs does not describe that cache.
+    """
+    sizes: dict[int, int] = {}
+    for index in sorted((root / f"cpu{cpu}" / "cache").glob("index*")):
+        try:
+            kind = (index / "type").read_text().strip()
+            lvl = int((index / "level").read_text())
+            raw = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified") and raw[:-1].isdigit():
+            sizes[lvl] = int(raw[:-1]) * {"K": 1024, "M": 1 << 20, "G": 1 << 30}.get(raw[-1], 1)
+    want = max(sizes, default=None) if level is None else level
+    if want not in sizes:
+        raise BackendError(f"no level-{want or 'last'} cache size in {root}/cpu{cpu}/cache")
+    return sizes[want]
+
+
+def require_traffic_counters(group: str) -> None:
+    """Raises:
+    BackendError: ``group`` is unknown, likwid-perfctr is missing, or it cannot count
+        ``group`` on this host (no counter access, or no such group for this CPU)."""
+    check_group(group)
+    probe = tool_output(["likwid-perfctr", "-a"])
+    if probe is None:
+        raise BackendError("likwid-perfctr not installed")
+    if probe[0] != 0 or group not in probe[1]:
+        raise BackendError(f"likwid-perfctr cannot measure group {group} here (no counter access)")
+
+
+def measure_traffic(cmd: Sequence[str], group: str, *, marker: bool, cpu: int = 0,
+                    env: Mapping[str, str] | None = None, timeout_s: float = 900.0) -> float:  # fmt: skip
+    """Run ``cmd`` pinned to ``cpu`` under ``likwid-perfctr -g group`` and return the bytes
+    of its data volume: the ``hpcprof_kernel`` marker region with ``marker``, else the
+    whole program (wrapper mode).
+
+    Raises:
+        BackendError: likwid-perfctr missing or without counters, the run failed or timed
+            out, or its output holds no data volume.
+    """
+    require_traffic_counters(group)
+    with tempfile.TemporaryDirectory(prefix="hpcprof-likwid-") as tmp:
+        out = Path(tmp) / "likwid.csv"
+        args = ["likwid-perfctr", "-C", str(cpu), "-g", group, *(["-m"] if marker else []),
+                "-O", "-o", str(out), *cmd]  # fmt: skip
+        try:
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s,
+                                  env={**os.environ, **(env or {})}, check=False)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise BackendError(f"likwid-perfctr -g {group}: over {timeout_s:.0f} s") from None
+        if proc.returncode != 0 or not out.exists():
+            tail = " ".join(proc.stderr.strip().splitlines()[-2:])
+            raise BackendError(f"likwid-perfctr -g {group} failed: {tail}")
+        parsed = parse_likwid(out.read_text(encoding="utf-8", errors="replace"))
+    return traffic_bytes(parsed, group, "hpcprof_kernel" if marker else None)

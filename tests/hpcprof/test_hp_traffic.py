@@ -92,3 +92,22 @@ def test_every_target_is_a_registered_app_and_plot(tmp_path: Path) -> None:
                         tile=(("i", 1),)) for s in (32, 64)]  # fmt: skip
     plot(pts, tmp_path / "t.png")
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(find_compiler() is None, reason="needs a C compiler")
+def test_one_region_shim_serves_counting_and_traffic() -> None:
+    import ctypes
+
+    from hpcprof.build import build_marker
+    from hpcprof.traffic import toggle_library
+
+    lib = ctypes.CDLL(str(build_marker()))
+    for symbol in ("hpcprof_enter", "hpcprof_leave", "hpcprof_region_start", "hpcprof_toggle"):
+        assert hasattr(lib, symbol)  # the callgrind backend's markers and the toggle
+    if Path("/usr/include/valgrind/callgrind.h").exists():
+        assert lib.hpcprof_toggle_available() == 1
+        assert toggle_library() == build_marker()  # the same cached build, not a second one
+    else:
+        assert lib.hpcprof_toggle_available() == 0
+        with pytest.raises(BackendError, match=r"callgrind\.h"):
+            toggle_library()
