@@ -267,7 +267,7 @@ def _run_arms(opts: dict[str, Any]) -> tuple[ArmSpec, ...]:
 @click.option("--seeds", default="0", show_default=True, callback=comma_list(int))
 @click.option(
     "--target-accuracy",
-    type=float,
+    type=click.FloatRange(min=0, max=100, min_open=True),  # percent here; a fraction below
     default=None,
     help="Test accuracy (percent) whose steps-to-target the batch-size study reports.",
 )

@@ -63,10 +63,11 @@ def test_environment_is_kept_and_a_different_resume_is_appended(tmp_path: Path) 
     assert record_environment(path, first) == []
     assert record_environment(path, first) == []  # same environment: nothing appended
     assert "resumed_under" not in json.loads(path.read_text())
-    other = _env(cpu_capability="AVX2", threads_per_worker=4)
+    isa = "DEFAULT" if first.cpu_capability == "AVX2" else "AVX2"  # one this host has not
+    other = _env(cpu_capability=isa, threads_per_worker=4)
     diff = record_environment(path, other)
     assert diff == [
-        f"cpu_capability: {first.cpu_capability} -> AVX2",
+        f"cpu_capability: {first.cpu_capability} -> {isa}",
         f"threads_per_worker: {first.threads_per_worker} -> 4",
     ]
     record_environment(path, other)  # appended once only
