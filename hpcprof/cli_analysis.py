@@ -9,10 +9,11 @@ import click
 from hpcprof.bits import DEFAULT_TOLERANCE, MANTISSA_RANGE
 from hpcprof.cli_common import UsageError, reported
 from hpcprof.emulate import EMULATIONS
-from hpcprof.machines import Machine, MachineRegistry, MemoryKind
+from hpcprof.machines import Machine, MemoryKind
+from precision.common.registry import Registry
 
 
-def _registry(machines_file: str | None) -> MachineRegistry:
+def _registry(machines_file: str | None) -> Registry[Machine]:
     from hpcprof.machine_data import MACHINES
     from hpcprof.machines import load_machines
 

@@ -8,7 +8,7 @@ Capacities are the vendors' GB (1e9 bytes).
 
 from __future__ import annotations
 
-from hpcprof.machines import Machine, MachineKind, MachineRegistry, Memory, MemoryKind, Peak
+from hpcprof.machines import Machine, MachineKind, Memory, MemoryKind, Peak, machine_registry
 
 _DDR4_2400_6CH = 6 * 19.2  # 6 channels x 2400 MT/s x 8 bytes = 115.2 GB/s
 _DDR4_2133_6CH = 102.4  # 6 channels x 2133 MT/s x 8 bytes
@@ -192,5 +192,5 @@ BUILTIN: tuple[Machine, ...] = (
     ),
 )
 
-MACHINES = MachineRegistry(BUILTIN)
+MACHINES = machine_registry(BUILTIN)
 """Built-in machine models by name."""

@@ -26,14 +26,14 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from hpcprof.errors import MachineFileError, UnknownNameError
+from precision.common.registry import Registry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -145,33 +145,10 @@ class Machine:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class MachineRegistry(Mapping[str, Machine]):
-    """Read-only name -> Machine map; duplicate names raise."""
-
-    def __init__(self, machines: Iterable[Machine]) -> None:
-        table: dict[str, Machine] = {}
-        for m in machines:
-            if m.name in table:
-                raise ValueError(f"duplicate machine name {m.name!r}")
-            table[m.name] = m
-        self._table = MappingProxyType(table)
-
-    def __getitem__(self, name: str) -> Machine:
-        try:
-            return self._table[name]
-        except KeyError:
-            known = ", ".join(sorted(self._table))
-            raise UnknownNameError(f"unknown machine {name!r} (known: {known})") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._table)
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def merged(self, extra: Iterable[Machine]) -> MachineRegistry:
-        """A registry with ``extra`` added (a name already present raises ValueError)."""
-        return MachineRegistry([*self._table.values(), *extra])
+def machine_registry(machines: Iterable[Machine]) -> Registry[Machine]:
+    """A name -> Machine registry; a duplicate name raises DuplicateNameError (a ValueError),
+    an unknown one :class:`~hpcprof.errors.UnknownNameError`."""
+    return Registry("machine", machines, error=UnknownNameError)
 
 
 _MACHINE_KEYS = ("name", "label", "kind", "cores", "clock_ghz", "source", "peak_gflops", "memory")

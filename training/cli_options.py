@@ -8,12 +8,12 @@ from typing import Any, TypeVar
 
 import click
 
+from precision.common.registry import Registry
 from precision.rounding import RoundingMode
 from training.config import NLCG_BETAS, REDUCTIONS, ArmSpec, Backend, Device, RunConfig
 from training.data import DATASETS
 from training.executor import ExecutorKind, SlurmSettings
 from training.models import MODELS
-from training.registry import Registry
 
 T = TypeVar("T")
 

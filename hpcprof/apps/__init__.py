@@ -21,9 +21,12 @@ from hpcprof.apps import (
     stream,
     training,
 )
-from hpcprof.apps.base import AppInfo, AppKind, Device, Registry
+from hpcprof.apps.base import AppInfo, AppKind, Device
+from hpcprof.errors import UnknownNameError
+from precision.common.registry import Registry
 
-APPS: Registry = Registry(
+APPS: Registry[AppInfo] = Registry(
+    "app",
     [
         *stream.APPS,
         *gemm.APPS,
@@ -38,7 +41,8 @@ APPS: Registry = Registry(
         *caqr.APPS,
         *krr.APPS,
         *cuda.APPS,
-    ]
+    ],
+    error=UnknownNameError,
 )
 
 __all__ = ["APPS", "AppInfo", "AppKind", "Device", "Registry"]

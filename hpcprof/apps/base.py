@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import Enum
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 
-from hpcprof.errors import UnknownNameError
 from hpcprof.records import Precision
 
 PROTOCOL_PREFIX = "hpcprof:"
@@ -147,31 +146,6 @@ class AppInfo:
     def python_command(self, size: int, precision: Precision) -> list[str]:
         """Command line that runs the Python kernel in a fresh interpreter."""
         return [sys.executable, "-m", "hpcprof.apps", self.name, str(size), precision.value]
-
-
-class Registry(Mapping[str, AppInfo]):
-    """Read-only name -> AppInfo map; duplicate names raise."""
-
-    def __init__(self, infos: Iterable[AppInfo]) -> None:
-        table: dict[str, AppInfo] = {}
-        for info in infos:
-            if info.name in table:
-                raise ValueError(f"duplicate app name {info.name!r}")
-            table[info.name] = info
-        self._table = MappingProxyType(table)
-
-    def __getitem__(self, name: str) -> AppInfo:
-        try:
-            return self._table[name]
-        except KeyError:
-            known = ", ".join(sorted(self._table))
-            raise UnknownNameError(f"unknown app {name!r} (known: {known})") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._table)
-
-    def __len__(self) -> int:
-        return len(self._table)
 
 
 def parse_protocol(stdout: str) -> dict[str, float]:

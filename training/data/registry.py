@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from precision.common.registry import Registry
 from training.data import cifar, idx
 from training.data.base import DatasetError, LoadedDataset
 from training.data.builtin import load_digits_dataset, make_synthetic
-from training.registry import Registry
 
 Loader = Callable[[Path | None], LoadedDataset]
 
@@ -37,7 +37,7 @@ class DatasetInfo:
     reference: str = ""
 
 
-DATASETS: Registry[DatasetInfo] = Registry("dataset")
+DATASETS: Registry[DatasetInfo] = Registry("dataset", lower_case=True)
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.optim.optimizer import ParamsT
 
-from training.registry import Registry
+from precision.common.registry import Registry
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +55,7 @@ def _accepted_kwargs(cls: type[torch.optim.Optimizer]) -> set[str]:
     return {n for n, p in signature.items() if p.kind in kinds and n not in skip}
 
 
-OPTIMIZERS: Registry[OptimizerInfo] = Registry("optimizer")
+OPTIMIZERS: Registry[OptimizerInfo] = Registry("optimizer", lower_case=True)
 
 
 def register_optimizer(info: OptimizerInfo) -> OptimizerInfo:
