@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -34,11 +33,7 @@ from typing import Any
 
 from hpcprof.errors import MachineFileError, UnknownNameError
 from precision.common.registry import Registry
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from precision.common.tomlfile import check_unique, load_toml, table_array
 
 
 class MachineKind(Enum):
@@ -164,23 +159,10 @@ def load_machines(path: str | os.PathLike[str]) -> tuple[Machine, ...]:
             one-line message names the file, the key and what is allowed.
     """
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MachineFileError(f"{p}: cannot read machines file: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise MachineFileError(f"{p}: not valid TOML: {exc}") from exc
-    extra = sorted(set(data) - {"machine"})
-    if extra:
-        raise MachineFileError(f"{p}: unknown top-level key {extra[0]!r} (allowed: [[machine]])")
-    raw = data.get("machine")
-    if not isinstance(raw, list) or not raw:
-        raise MachineFileError(f"{p}: key 'machine' must be a non-empty array of tables")
+    data = load_toml(p, what="machines file", error=MachineFileError, allowed=("machine",))
+    raw = table_array(data, "machine", p, error=MachineFileError)
     machines = tuple(_parse_machine(item, i, p) for i, item in enumerate(raw))
-    names = [m.name for m in machines]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise MachineFileError(f"{p}: machine name {dup[0]!r} appears twice")
+    check_unique((m.name for m in machines), p, "machine", error=MachineFileError)
     return machines
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from precision.common.files import atomic_write_text
 from precision.common.registry import UnknownNameError
 from precision.rounding import RoundingMode
 from training.bits_points import PointCache
@@ -30,7 +31,7 @@ from training.data import DatasetError
 from training.distributed import WorkerError, under_torchrun
 from training.executor import ExecutorError, LocalExecutor, SlurmExecutor
 from training.optim import OPTIMIZERS
-from training.records import RecordError, atomic_write_text
+from training.records import RecordError
 from training.roles import Role
 from training.sweep import ApsModes
 
