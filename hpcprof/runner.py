@@ -26,7 +26,7 @@ from hpcprof.backends import Backend, Job
 from hpcprof.config import RunConfig
 from hpcprof.errors import HpcprofError
 from hpcprof.launchers import Launcher
-from hpcprof.records import Measurement, Metric, RunStatus, Sample, SampleStatus
+from hpcprof.records import Measurement, Metric, RunStatus, Sample
 from hpcprof.tasks import Task, builtin_tasks, suite_tasks  # noqa: F401 (re-exported)
 
 Progress = Callable[[int, int, str], None]
@@ -107,23 +107,11 @@ def _fom(task: Task, stdout: str) -> Sample | None:
     matches = list(re.finditer(task.fom_regex, stdout, re.M))
     m = matches[-1] if matches else None  # the last match: apps often print partials first
     if m is None:
-        return Sample(
-            metric=Metric.FOM,
-            value=None,
-            backend="app",
-            status=SampleStatus.MISSING,
-            unit=task.fom_unit,
-        )
+        return Sample.missing(Metric.FOM, "app", unit=task.fom_unit)
     try:
         value = float(m.group(1).replace(",", ""))
     except ValueError:
-        return Sample(
-            metric=Metric.FOM,
-            value=None,
-            backend="app",
-            status=SampleStatus.MISSING,
-            unit=task.fom_unit,
-        )
+        return Sample.missing(Metric.FOM, "app", unit=task.fom_unit)
     return Sample(metric=Metric.FOM, value=value, backend="app", unit=task.fom_unit)
 
 
@@ -185,9 +173,7 @@ def measure(
         Sample(metric=Metric.WALL_S, value=first.wall_s, backend=backend.name),
         Sample(metric=Metric.CPU_S, value=first.cpu_s, backend=backend.name)
         if first.cpu_s is not None
-        else Sample(
-            metric=Metric.CPU_S, value=None, backend=backend.name, status=SampleStatus.MISSING
-        ),
+        else Sample.missing(Metric.CPU_S, backend.name),
     ]
     if status is RunStatus.OK:
         status = _app_samples(task, first.stdout, samples)
@@ -218,9 +204,7 @@ def _record(
         wall = (
             Sample(metric=Metric.WALL_S, value=wall_s, backend=backend)
             if wall_s is not None
-            else Sample(
-                metric=Metric.WALL_S, value=None, backend=backend, status=SampleStatus.MISSING
-            )
+            else Sample.missing(Metric.WALL_S, backend)
         )
         samples = (wall,)
     return Measurement(
@@ -249,11 +233,7 @@ def _app_samples(task: Task, stdout: str, samples: list[Sample]) -> RunStatus:
         samples.append(Sample(metric=Metric.KERNEL_S, value=proto["kernel_s"], backend="app"))
     err = proto.get("check_error")
     if err is None:
-        samples.append(
-            Sample(
-                metric=Metric.CHECK_ERROR, value=None, backend="app", status=SampleStatus.MISSING
-            )
-        )
+        samples.append(Sample.missing(Metric.CHECK_ERROR, "app"))
         return RunStatus.FAILED
     samples.append(Sample(metric=Metric.CHECK_ERROR, value=err, backend="app"))
     return RunStatus.OK if err <= task.tolerance else RunStatus.CHECK_FAILED

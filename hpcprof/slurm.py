@@ -17,7 +17,7 @@ from hpcprof.backends import select_backend
 from hpcprof.config import RunConfig
 from hpcprof.errors import LaunchError
 from hpcprof.host import collect_host
-from hpcprof.records import Measurement, Metric, Precision, RunStatus, Sample, SampleStatus
+from hpcprof.records import Measurement, Metric, Precision, RunStatus, Sample
 from hpcprof.runner import Progress, run_tasks
 from hpcprof.store import new_run_id, write_run
 from hpcprof.tasks import builtin_tasks, suite_tasks
@@ -76,7 +76,7 @@ def run_unit(config: RunConfig, app: str, from_suite: bool) -> list[Measurement]
 
 
 def _failed(app: str, from_suite: bool, config: RunConfig, error: str) -> list[Measurement]:
-    missing = Sample(metric=Metric.WALL_S, value=None, backend="slurm", status=SampleStatus.MISSING)
+    missing = Sample.missing(Metric.WALL_S, "slurm")
     precisions = (Precision.NATIVE,) if from_suite else config.precisions
     return [
         Measurement(app=app, precision=p, size=None, preset=None, repetition=0,
