@@ -10,6 +10,7 @@ from hpcprof.apps import (
     caqr,
     cg,
     cuda,
+    dl_kernels,
     fft,
     gemm,
     glu,
@@ -19,7 +20,6 @@ from hpcprof.apps import (
     rqr,
     stencil,
     stream,
-    training,
 )
 from hpcprof.apps.base import AppInfo, AppKind, Device
 from hpcprof.errors import UnknownNameError
@@ -35,7 +35,7 @@ APPS: Registry[AppInfo] = Registry(
         *md.APPS,
         *lookup.APPS,
         *fft.APPS,
-        *training.APPS,
+        *dl_kernels.APPS,
         *glu.APPS,
         *rqr.APPS,
         *caqr.APPS,
