@@ -11,9 +11,10 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from types import TracebackType
+from typing import Any
 
 from hpcprof.records import Precision
 
@@ -146,6 +147,34 @@ class AppInfo:
     def python_command(self, size: int, precision: Precision) -> list[str]:
         """Command line that runs the Python kernel in a fresh interpreter."""
         return [sys.executable, "-m", "hpcprof.apps", self.name, str(size), precision.value]
+
+
+def c_twin(
+    info: AppInfo, *, c_source: str, c_args: Callable[[int], tuple[str, ...]], **changes: Any
+) -> AppInfo:
+    """The C build of a Python app: a variant record, not a copy.
+
+    It keeps the app's size meaning, FLOP and byte models and tolerance; it is called
+    ``<name>-c``, says "(C)" where the summary said "(NumPy)", and runs ``c_source``
+    with the measured function ``hpcprof_kernel``.
+
+    Args:
+        info: the Python app.
+        c_source: C source file under ``hpcprof/apps/c``.
+        c_args: command-line arguments of the C program for a size.
+        **changes: further fields that differ (sizes, summary, flops).
+
+    Returns:
+        The C app record.
+    """
+    fields: dict[str, Any] = {
+        "name": f"{info.name}-c",
+        "summary": info.summary.replace("(NumPy)", "(C)"),
+        "kind": AppKind.C,
+        "kernel": None,
+        "region": "hpcprof_kernel",
+    }
+    return replace(info, **{**fields, **changes}, c_source=c_source, c_args=c_args)
 
 
 def parse_protocol(stdout: str) -> dict[str, float]:

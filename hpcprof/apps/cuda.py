@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hpcprof.apps import dl_kernels, gemm, stream
-from hpcprof.apps.base import AppKind, Device, Region, real_dtype
+from hpcprof.apps.base import AppInfo, AppKind, Device, Kernel, Region, real_dtype
 from hpcprof.apps.device import cuda_device, timed
 from hpcprof.records import Precision
 
@@ -61,32 +61,30 @@ def _cuda_training(kernel: Any, size: int, precision: Precision, region: Region)
     return float(kernel(size, precision, region, device=cuda_device()))
 
 
+def _on_cuda(info: AppInfo, kernel: Kernel, **changes: Any) -> AppInfo:
+    """The ``<name>-cuda`` variant of a CPU app: same models, a torch kernel on the GPU."""
+    fields: dict[str, Any] = {"name": f"{info.name}-cuda", "kind": AppKind.TORCH, **changes}
+    return replace(info, **fields, kernel=kernel, device=Device.CUDA)
+
+
 APPS = (
-    replace(
+    _on_cuda(
         gemm.APPS[0],
-        name="gemm-cuda",
+        gemm_cuda_kernel,
         summary="dense matrix multiply on a CUDA device (torch, CUDA events)",
-        kind=AppKind.TORCH,  # the CPU record it copies runs NumPy
-        kernel=gemm_cuda_kernel,
         default_size=4096,
-        device=Device.CUDA,
     ),
-    replace(
+    _on_cuda(
         stream.APPS[0],
-        name="triad-cuda",
+        triad_cuda_kernel,
         summary="STREAM-like triad on a CUDA device (torch, CUDA events)",
-        kind=AppKind.TORCH,
-        kernel=triad_cuda_kernel,
         default_size=64_000_000,
-        device=Device.CUDA,
     ),
     *(
-        replace(
+        _on_cuda(
             info,
-            name=f"{info.name}-cuda",
+            partial(_cuda_training, kernel),
             summary=info.summary.replace("(torch)", "(torch, CUDA device)"),
-            kernel=partial(_cuda_training, kernel),
-            device=Device.CUDA,
         )
         for info, kernel in zip(
             dl_kernels.APPS, (dl_kernels.conv_kernel, dl_kernels.linear_kernel), strict=True
