@@ -205,17 +205,39 @@ def _parse_machine(raw: object, index: int, path: Path) -> Machine:
     if not isinstance(name, str) or not _NAME.match(name):
         raise MachineFileError(f"{path}: {where}.name must be a name like 'my-node', got {name!r}")
     where = f"machine {name}"
-    peaks_raw = raw.get("peak_gflops", {})
+    peaks = _parse_peaks(raw.get("peak_gflops", {}), path, where)
+    memories = _parse_memories(raw.get("memory"), path, where)
+    cores = raw.get("cores")
+    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, int) or cores < 1):
+        raise MachineFileError(f"{path}: {where}: key 'cores' must be an integer >= 1")
+    label, source = raw.get("label", name), raw.get("source", "user machines file")
+    if not isinstance(label, str) or not isinstance(source, str):
+        raise MachineFileError(f"{path}: {where}: keys 'label' and 'source' must be strings")
+    return Machine(
+        name=name,
+        label=label,
+        kind=_enum(MachineKind, raw.get("kind", "cpu"), path, f"{where}.kind"),
+        cores=cores,
+        clock_ghz=_number(raw.get("clock_ghz"), path, f"{where}.clock_ghz", optional=True),
+        peaks=peaks,  # type: ignore[arg-type]
+        memories=memories,
+        source=f"{source} ({path})",
+    )
+
+
+def _parse_peaks(peaks_raw: object, path: Path, where: str) -> tuple[tuple[Peak, Any], ...]:
     if not isinstance(peaks_raw, dict):
         raise MachineFileError(f"{path}: {where}: key 'peak_gflops' must be a table")
-    peaks = tuple(
+    return tuple(
         (
             _enum(Peak, k, path, f"{where}.peak_gflops.{k}"),
             _number(v, path, f"{where}.peak_gflops.{k}"),
         )
         for k, v in peaks_raw.items()
     )
-    mem_raw = raw.get("memory")
+
+
+def _parse_memories(mem_raw: object, path: Path, where: str) -> tuple[Memory, ...]:
     if (
         not isinstance(mem_raw, list)
         or not mem_raw
@@ -243,19 +265,4 @@ def _parse_machine(raw: object, index: int, path: Path) -> Machine:
                 capacity_gb=_capacity(mem, path, f"{where}.memory[{j}]"),
             )
         )
-    cores = raw.get("cores")
-    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, int) or cores < 1):
-        raise MachineFileError(f"{path}: {where}: key 'cores' must be an integer >= 1")
-    label, source = raw.get("label", name), raw.get("source", "user machines file")
-    if not isinstance(label, str) or not isinstance(source, str):
-        raise MachineFileError(f"{path}: {where}: keys 'label' and 'source' must be strings")
-    return Machine(
-        name=name,
-        label=label,
-        kind=_enum(MachineKind, raw.get("kind", "cpu"), path, f"{where}.kind"),
-        cores=cores,
-        clock_ghz=_number(raw.get("clock_ghz"), path, f"{where}.clock_ghz", optional=True),
-        peaks=peaks,  # type: ignore[arg-type]
-        memories=tuple(memories),
-        source=f"{source} ({path})",
-    )
+    return tuple(memories)

@@ -133,14 +133,7 @@ def measure(
     tails: list[str] = []
     for pass_name in backend.passes():
         with tempfile.TemporaryDirectory(prefix="hpcprof-") as scratch:
-            job = Job(
-                scratch=Path(scratch),
-                pass_name=pass_name,
-                region=task.region,
-                python_kernel=task.python_kernel,
-                cpus=cpus,
-                threads=task.threads,
-            )
+            job = _job(task, Path(scratch), pass_name, cpus)
             try:
                 wrapped = backend.wrap(cmd, job)
                 res = run_process(
@@ -169,12 +162,7 @@ def measure(
                 break
     if first is None:
         return _record(task, backend.name, repetition, RunStatus.BACKEND_ERROR, "no passes")
-    samples[:0] = [
-        Sample(metric=Metric.WALL_S, value=first.wall_s, backend=backend.name),
-        Sample(metric=Metric.CPU_S, value=first.cpu_s, backend=backend.name)
-        if first.cpu_s is not None
-        else Sample.missing(Metric.CPU_S, backend.name),
-    ]
+    samples[:0] = _time_samples(first, backend.name)
     if status is RunStatus.OK:
         status = _app_samples(task, first.stdout, samples)
     return _record(
@@ -186,6 +174,27 @@ def measure(
         returncode=first.returncode,
         samples=tuple(samples),
     )
+
+
+def _job(task: Task, scratch: Path, pass_name: str, cpus: tuple[int, ...] | None) -> Job:
+    return Job(
+        scratch=scratch,
+        pass_name=pass_name,
+        region=task.region,
+        python_kernel=task.python_kernel,
+        cpus=cpus,
+        threads=task.threads,
+    )
+
+
+def _time_samples(first: ProcessResult, backend: str) -> list[Sample]:
+    """Wall and CPU time of the first pass (CPU time missing where the OS gave none)."""
+    cpu = (
+        Sample(metric=Metric.CPU_S, value=first.cpu_s, backend=backend)
+        if first.cpu_s is not None
+        else Sample.missing(Metric.CPU_S, backend)
+    )
+    return [Sample(metric=Metric.WALL_S, value=first.wall_s, backend=backend), cpu]
 
 
 def _record(

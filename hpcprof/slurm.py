@@ -86,6 +86,20 @@ def _failed(app: str, from_suite: bool, config: RunConfig, error: str) -> list[M
     ]  # fmt: skip
 
 
+def _job_parameters(slurm: SlurmConfig, run_id: str) -> dict[str, Any]:
+    """submitit executor parameters of the run's jobs."""
+    params: dict[str, Any] = {
+        "timeout_min": slurm.time_min,
+        "cpus_per_task": slurm.cpus_per_task,
+        "name": f"hpcprof-{run_id}",
+    }
+    if slurm.partition is not None:
+        params["slurm_partition"] = slurm.partition
+    if slurm.extra:
+        params["slurm_additional_parameters"] = dict(slurm.extra)
+    return params
+
+
 def submit_study(config: RunConfig, slurm: SlurmConfig, progress: Progress | None = None) -> Path:
     """Submit every app of ``config`` to Slurm, wait for all jobs, store one run directory.
 
@@ -107,16 +121,7 @@ def submit_study(config: RunConfig, slurm: SlurmConfig, progress: Progress | Non
     run_id = new_run_id()
     folder = Path(config.out_dir) / f".slurm-{run_id}"
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    params: dict[str, Any] = {
-        "timeout_min": slurm.time_min,
-        "cpus_per_task": slurm.cpus_per_task,
-        "name": f"hpcprof-{run_id}",
-    }
-    if slurm.partition is not None:
-        params["slurm_partition"] = slurm.partition
-    if slurm.extra:
-        params["slurm_additional_parameters"] = dict(slurm.extra)
-    executor.update_parameters(**params)
+    executor.update_parameters(**_job_parameters(slurm, run_id))
     try:
         if slurm.array:
             jobs = executor.map_array(

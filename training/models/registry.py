@@ -37,13 +37,8 @@ class ModelInfo:
 MODELS: Registry[ModelInfo] = Registry("model", lower_case=True)
 
 
-def register_model(info: ModelInfo) -> ModelInfo:
-    """Add a model to the registry.
-
-    Raises:
-        DuplicateNameError: if the name is taken.
-    """
-    return MODELS.register(info)
+register_model = MODELS.register
+"""Add a model to the registry; returns it (DuplicateNameError if the name is taken)."""
 
 
 def build_model(

@@ -58,28 +58,10 @@ def _accepted_kwargs(cls: type[torch.optim.Optimizer]) -> set[str]:
 OPTIMIZERS: Registry[OptimizerInfo] = Registry("optimizer", lower_case=True)
 
 
-def register_optimizer(info: OptimizerInfo) -> OptimizerInfo:
-    """Add an optimizer preset to the registry.
-
-    Args:
-        info: the preset.
-
-    Returns:
-        ``info``.
-
-    Raises:
-        DuplicateNameError: if the name is taken.
-    """
-    return OPTIMIZERS.register(info)
-
-
-def get_optimizer_info(name: str) -> OptimizerInfo:
-    """Return the preset called ``name``.
-
-    Raises:
-        UnknownNameError: if no such preset is registered.
-    """
-    return OPTIMIZERS.get(name)
+register_optimizer = OPTIMIZERS.register
+"""Add an optimizer preset to the registry; returns it (DuplicateNameError if taken)."""
+get_optimizer_info = OPTIMIZERS.get
+"""The preset called ``name`` (UnknownNameError if none)."""
 
 
 def build_optimizer(
