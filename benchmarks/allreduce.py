@@ -30,6 +30,7 @@ from precision.collectives import (
     all_reduce_gradients,
     init_process_group_with_timeout,
 )
+from precision.common.files import atomic_write_text
 from precision.registry import from_bits
 
 WORLD = 2
@@ -122,11 +123,7 @@ def main() -> int:
         print(f"{name:18s} median {med * 1e3:8.1f} ms  ratio {ratio:5.2f}{tgt}{verdict}")
         fmt_name = "float32" if name == "float32" else str(FMT)
         rows.append(f"{name},{WORLD},{numel},{fmt_name},{med:.6f},{ratio:.4f},{target or ''}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=OUT.parent, prefix=".allreduce.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(rows) + "\n")
-    os.replace(tmp_path, OUT)
+    atomic_write_text(OUT, "\n".join(rows) + "\n")
     print("targets missed: " + "; ".join(missed) if missed else "all targets met")
     return 0
 

@@ -11,10 +11,8 @@ ratios and writes results/benchmarks/emulation_overhead.csv atomically.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 from precision.autograd import Cast
+from precision.common.files import atomic_write_text
 from precision.policy import PrecisionPolicy, apply_policy
 from precision.registry import FLOAT8_E5M2
 from training.models import build_model
@@ -121,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             f"{name},{med:.6f},{ratio:.6f},{len(ts)},{args.batch},{torch.get_num_threads()}"
         )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=OUT.parent, prefix=".emulation_overhead.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(rows) + "\n")
-    os.replace(tmp, OUT)
+    atomic_write_text(OUT, "\n".join(rows) + "\n")
     return 0
 
 

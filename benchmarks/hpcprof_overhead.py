@@ -9,11 +9,9 @@ results/benchmarks/hpcprof_overhead.csv atomically.
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from hpcprof.host import collect_host
 from hpcprof.records import Metric, Precision
 from hpcprof.runner import measure
 from hpcprof.tasks import builtin_tasks
+from precision.common.files import atomic_write_text
 
 APP = "triad-c"
 ROUNDS = 15
@@ -72,11 +71,7 @@ def main() -> int:
             f"{app},{i},{b:.6f},{t:.6f}" for i, (b, t) in enumerate(zip(bare, timed, strict=True))
         ]
         rows.append(f"{app},median_ratio,{ratio:.6f},")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=OUT.parent, prefix=".hpcprof_overhead.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(rows) + "\n")
-    os.replace(tmp, OUT)
+    atomic_write_text(OUT, "\n".join(rows) + "\n")
     return 0
 
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import torch
 
 from precision import FloatFormat, RoundingMode, quantize
+from precision.common.files import atomic_write_text
 from precision.registry import parse
 
 OUT = Path("results/benchmarks/quantize.csv")
@@ -119,10 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    fd, tmp = tempfile.mkstemp(dir=OUT.parent, prefix=".quantize.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, OUT)
+    atomic_write_text(OUT, buf.getvalue())
     print(f"wrote {OUT}")
     return 0
 

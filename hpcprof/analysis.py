@@ -279,39 +279,48 @@ def compare(
             roof = attainable(host, work.dominant, intensity, matrix=matrix)
             fraction = row.gflops / roof if roof else None
         base = predict(work, machines[0], memory=_mem(machines[0], memory), matrix=matrix)
-        for machine in machines:
-            pred = predict(work, machine, memory=_mem(machine, memory), matrix=matrix)
-            roof = (
-                None
-                if intensity is None
-                else attainable(
-                    machine,
-                    work.dominant,
-                    intensity,
-                    memory=_mem(machine, memory),
-                    matrix=matrix,
-                )
-            )
-            ratio = (
-                pred.seconds / base.seconds if pred.seconds is not None and base.seconds else None
-            )
-            out.append(
-                CompareRow(
-                    app=row.app,
-                    precision=row.precision,
-                    intensity=intensity,
-                    machine=machine.name,
-                    attainable_gflops=roof,
-                    bound=pred.bound,
-                    predicted_s=pred.seconds,
-                    ratio=ratio,
-                    measured_gflops=row.gflops,
-                    host_fraction=fraction,
-                    flop_source=row.flop_source,
-                    bytes_source=row.bytes_source,
-                )
-            )
+        out.extend(
+            _compare_row(row, work, m, base.seconds, fraction, memory=memory, matrix=matrix)
+            for m in machines
+        )
     return out
+
+
+def _compare_row(
+    row: SummaryRow,
+    work: Work,
+    machine: Machine,
+    base_seconds: float | None,
+    host_fraction: float | None,
+    *,
+    memory: MemoryKind | None,
+    matrix: bool,
+) -> CompareRow:
+    """One (summary row, machine) line of :func:`compare`."""
+    intensity = work.intensity
+    pred = predict(work, machine, memory=_mem(machine, memory), matrix=matrix)
+    roof = (
+        None
+        if intensity is None
+        else attainable(
+            machine, work.dominant, intensity, memory=_mem(machine, memory), matrix=matrix
+        )
+    )
+    ratio = pred.seconds / base_seconds if pred.seconds is not None and base_seconds else None
+    return CompareRow(
+        app=row.app,
+        precision=row.precision,
+        intensity=intensity,
+        machine=machine.name,
+        attainable_gflops=roof,
+        bound=pred.bound,
+        predicted_s=pred.seconds,
+        ratio=ratio,
+        measured_gflops=row.gflops,
+        host_fraction=host_fraction,
+        flop_source=row.flop_source,
+        bytes_source=row.bytes_source,
+    )
 
 
 def _mem(machine: Machine, memory: MemoryKind | None) -> MemoryKind | None:

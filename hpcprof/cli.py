@@ -18,7 +18,7 @@ from hpcprof.apps import APPS
 from hpcprof.backends import AUTO, BACKENDS, probe_all
 from hpcprof.cli_analysis import bits_needed, compare, machines
 from hpcprof.cli_bound import bound
-from hpcprof.cli_common import OneLineErrors, reported
+from hpcprof.cli_common import OneLineErrors, name_int_pairs, reported
 from hpcprof.config import RunConfig, SizeScale
 from hpcprof.launchers import LauncherKind
 from hpcprof.records import Precision
@@ -48,18 +48,6 @@ def list_backends() -> None:
     for info, avail in probe_all(collect_host()):
         mark = "yes" if avail.ok else "no "
         click.echo(f"{info.name:<10} {mark}  {avail.detail}")
-
-
-def _parse_sizes(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
-    sizes = []
-    for item in values:
-        name, sep, raw = item.partition("=")
-        if not sep or not raw.isdigit():
-            raise click.BadParameter(
-                f"{item!r}: expected APP=N, e.g. gemm=256", param_hint="--size"
-            )
-        sizes.append((name, int(raw)))
-    return tuple(sizes)
 
 
 def _parse_cpus(text: str | None) -> tuple[int, ...] | None:
@@ -134,7 +122,7 @@ def _config(
         precisions=tuple(Precision(p) for p in precisions)
         or (Precision.FLOAT64, Precision.FLOAT32),
         scale=SizeScale(scale),
-        sizes=_parse_sizes(size_overrides),
+        sizes=name_int_pairs(size_overrides, "--size", example="gemm=256"),
         backend=backend,
         repetitions=repetitions,
         warmup=warmup,

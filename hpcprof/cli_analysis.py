@@ -7,12 +7,13 @@ from pathlib import Path
 import click
 
 from hpcprof.bits import DEFAULT_TOLERANCE, MANTISSA_RANGE
-from hpcprof.cli_common import UsageError, reported
+from hpcprof.cli_common import UsageError, name_int_pairs, reported
 from hpcprof.emulate import EMULATIONS
-from hpcprof.machines import Machine, MachineRegistry, MemoryKind
+from hpcprof.machines import Machine, MemoryKind
+from precision.common.registry import Registry
 
 
-def _registry(machines_file: str | None) -> MachineRegistry:
+def _registry(machines_file: str | None) -> Registry[Machine]:
     from hpcprof.machine_data import MACHINES
     from hpcprof.machines import load_machines
 
@@ -110,16 +111,6 @@ def compare(
     click.echo(text, nl=False)
 
 
-def _sizes(values: tuple[str, ...]) -> dict[str, int]:
-    out = {}
-    for item in values:
-        name, sep, raw = item.partition("=")
-        if not sep or not raw.isdigit():
-            raise click.BadParameter(f"{item!r}: expected APP=N, e.g. cg=8", param_hint="--size")
-        out[name] = int(raw)
-    return out
-
-
 @click.command("bits-needed")
 @click.option("--app", "apps", multiple=True, type=click.Choice(list(EMULATIONS)),
               help="App to sweep (repeatable; default: all with an emulated version).")  # fmt: skip
@@ -163,7 +154,7 @@ def bits_needed(
 
     if min_bits > max_bits:
         raise UsageError(f"--min-bits {min_bits} is above --max-bits {max_bits}")
-    sizes = _sizes(size_overrides)
+    sizes = dict(name_int_pairs(size_overrides, "--size", example="cg=8"))
     unknown = sorted(set(sizes) - set(EMULATIONS))
     if unknown:
         raise UsageError(f"--size {unknown[0]}: no emulated app of that name")

@@ -9,34 +9,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hpcprof.cli_common import UsageError, reported
+from hpcprof.cli_common import UsageError, name_int_pairs, reported
 
 if TYPE_CHECKING:
     from hpcprof.traffic import TrafficPoint
 
 DEFAULT_MEMORY = (32768,)
-
-
-def _pairs(values: tuple[str, ...], option: str) -> dict[str, int]:
-    out = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key or not raw.isdigit():
-            raise click.BadParameter(f"{item!r}: expected NAME=N, e.g. i=1024", param_hint=option)
-        out[key] = int(raw)
-    return out
-
-
-def _sizes(values: tuple[str, ...]) -> list[tuple[str, int]]:
-    out = []
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not raw.isdigit():
-            raise click.BadParameter(
-                f"{item!r}: expected APP=N, e.g. gemm-c=128", param_hint="--measure"
-            )
-        out.append((key, int(raw)))
-    return out
 
 
 def bound_table(names: tuple[str, ...], files: tuple[str, ...], overrides: dict[str, int],
@@ -160,7 +138,7 @@ def bound(nests: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, 
             click.echo(f"{info.name:<12} {info.summary}  ({loops}){app}")
         return
     memories = memories or DEFAULT_MEMORY
-    requests = _sizes(measure)
+    requests = list(name_int_pairs(measure, "--measure", example="gemm-c=128"))
     if requests and traffic == "likwid":
         from hpcprof.backends.likwid import require_traffic_counters
         from hpcprof.errors import BackendError
@@ -175,7 +153,12 @@ def bound(nests: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, 
         for app, _ in requests:
             for m in memories:
                 check_request(app, m)
-    text = bound_table(nests, files, _pairs(overrides, "--set"), memories)
+    text = bound_table(
+        nests,
+        files,
+        dict(name_int_pairs(overrides, "--set", example="i=1024", what="NAME")),
+        memories,
+    )
     click.echo(text, nl=False)
     out = Path(out_dir) if out_dir else None
     if out is not None:

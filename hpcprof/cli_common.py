@@ -18,6 +18,7 @@ from hpcprof.errors import (
     SuiteError,
     UnknownNameError,
 )
+from precision.common.parse import parse_name_int
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,3 +58,17 @@ def reported(func: F) -> F:
             raise click.ClickException(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def name_int_pairs(
+    values: tuple[str, ...], option: str, *, example: str, what: str = "APP"
+) -> tuple[tuple[str, int], ...]:
+    """Parse repeated ``APP=N`` option values, reporting a bad one as a usage error.
+
+    Raises:
+        click.BadParameter: a value is not ``NAME=N``.
+    """
+    try:
+        return tuple(parse_name_int(v, what=what, example=example) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None

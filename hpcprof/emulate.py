@@ -10,14 +10,14 @@ every core operation, so the error is that of an app whose arithmetic rounds to 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import numpy as np
 
 from hpcprof.apps import caqr, cg, gemm, glu, krr, rqr, stencil
 from hpcprof.errors import UnknownNameError
+from precision.common.registry import Registry
 
 Round = Callable[[np.ndarray], np.ndarray]
 """Rounds every element of a float64 array to the emulated format (returns float64)."""
@@ -134,63 +134,35 @@ class EmulationInfo:
     size: int
     rounding: str
 
+    @property
+    def name(self) -> str:
+        """Registry name: the app's."""
+        return self.app
 
-EMULATIONS: Mapping[str, EmulationInfo] = MappingProxyType(
-    {
-        e.app: e
-        for e in (
-            EmulationInfo(
-                app="cg",
-                kernel=cg_emulated,
-                size=8,
-                rounding="after every matvec, dot product (blocks of 64, pairwise), "
-                "alpha/beta division and axpy",
-            ),
-            EmulationInfo(
-                app="gemm",
-                kernel=gemm_emulated,
-                size=48,
-                rounding="inputs; each k-block (8) partial product and the running sum",
-            ),
-            EmulationInfo(
-                app="stencil",
-                kernel=stencil_emulated,
-                size=16,
-                rounding="inputs; each sweep's result",
-            ),
-            EmulationInfo(
-                app="triad",
-                kernel=triad_emulated,
-                size=20_000,
-                rounding="inputs; the result (one fused rounding)",
-            ),
-            EmulationInfo(
-                app="glu",
-                kernel=glu.emulated,
-                size=48,
-                rounding="inputs, sketches; each product, Householder step, solve row",
-            ),
-            EmulationInfo(
-                app="rqr",
-                kernel=rqr.emulated,
-                size=32,
-                rounding="inputs; each product and Householder step",
-            ),
-            EmulationInfo(
-                app="caqr",
-                kernel=caqr.emulated,
-                size=128,
-                rounding="inputs; each Householder step and Q product",
-            ),
-            EmulationInfo(
-                app="krr",
-                kernel=krr.emulated,
-                size=256,
-                rounding="inputs; each kernel-matrix step, Cholesky column, solve row",
-            ),
-        )
-    }
+
+_TABLE: tuple[tuple[str, Callable[[int, Round], float], int, str], ...] = (
+    # (app, kernel, default size, where it rounds)
+    (
+        "cg",
+        cg_emulated,
+        8,
+        "after every matvec, dot product (blocks of 64, pairwise), alpha/beta division and axpy",
+    ),
+    ("gemm", gemm_emulated, 48, "inputs; each k-block (8) partial product and the running sum"),
+    ("stencil", stencil_emulated, 16, "inputs; each sweep's result"),
+    ("triad", triad_emulated, 20_000, "inputs; the result (one fused rounding)"),
+    ("glu", glu.emulated, 48, "inputs, sketches; each product, Householder step, solve row"),
+    ("rqr", rqr.emulated, 32, "inputs; each product and Householder step"),
+    ("caqr", caqr.emulated, 128, "inputs; each Householder step and Q product"),
+    ("krr", krr.emulated, 256, "inputs; each kernel-matrix step, Cholesky column, solve row"),
 )
+
+EMULATIONS: Registry[EmulationInfo] = Registry(
+    "emulated app",
+    (EmulationInfo(app=a, kernel=k, size=n, rounding=r) for a, k, n, r in _TABLE),
+    error=UnknownNameError,
+)
+"""The emulated apps by app name."""
 
 
 def emulation(app: str) -> EmulationInfo:
@@ -199,13 +171,4 @@ def emulation(app: str) -> EmulationInfo:
     Raises:
         UnknownNameError: the app has no emulated version.
     """
-    try:
-        return EMULATIONS[app]
-    except KeyError:
-        known = ", ".join(EMULATIONS)
-        raise UnknownNameError(f"no emulated version of app {app!r} (have: {known})") from None
-
-
-def iter_emulations() -> Iterator[EmulationInfo]:
-    """All emulated apps in registry order."""
-    return iter(EMULATIONS.values())
+    return EMULATIONS[app]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from precision.common.registry import UnknownNameError as _UnknownName
+
 
 class HpcprofError(Exception):
     """Base class of every error hpcprof raises on purpose."""
@@ -11,11 +13,8 @@ class SuiteError(HpcprofError):
     """A suite file is malformed; the message names the file, the key and what is allowed."""
 
 
-class UnknownNameError(HpcprofError, KeyError):
-    """An app or backend name is not in its registry."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+class UnknownNameError(HpcprofError, _UnknownName):
+    """An app, machine, backend or emulation name is not in its registry."""
 
 
 class BuildError(HpcprofError):

@@ -8,7 +8,9 @@ Capacities are the vendors' GB (1e9 bytes).
 
 from __future__ import annotations
 
-from hpcprof.machines import Machine, MachineKind, MachineRegistry, Memory, MemoryKind, Peak
+from dataclasses import replace
+
+from hpcprof.machines import Machine, MachineKind, Memory, MemoryKind, Peak, machine_registry
 
 _DDR4_2400_6CH = 6 * 19.2  # 6 channels x 2400 MT/s x 8 bytes = 115.2 GB/s
 _DDR4_2133_6CH = 102.4  # 6 channels x 2133 MT/s x 8 bytes
@@ -51,6 +53,27 @@ def _xeon_phi(
         source=source,
     )
 
+
+# NVIDIA H100 SXM5 datasheet: FP64 34 TF, FP64 tensor 67, FP32 67, TF32 tensor 494.7,
+# BF16/FP16 tensor 989.5 (dense, half the sparse figures); FP16 non-tensor 133.8
+# (H100 whitepaper); HBM3 3.35 TB/s.
+_H100 = Machine(
+    name="h100",
+    label="NVIDIA H100 SXM5 80GB",
+    kind=MachineKind.GPU,
+    cores=132,
+    clock_ghz=1.98,
+    peaks=(
+        (Peak.FP64, 34000.0),
+        (Peak.FP64_MATRIX, 67000.0),
+        (Peak.FP32, 67000.0),
+        (Peak.TF32_MATRIX, 494700.0),
+        (Peak.FP16, 133800.0),
+        (Peak.FP16_MATRIX, 989500.0),
+    ),
+    memories=(Memory(kind=MemoryKind.HBM, bandwidth_gbs=3350.0, capacity_gb=80),),
+    source="NVIDIA H100 Tensor Core GPU datasheet; NVIDIA H100 architecture whitepaper",
+)
 
 BUILTIN: tuple[Machine, ...] = (
     # Knights Landing: 2 AVX-512 VPUs per core, 8 FP64 lanes, FMA -> 32 FP64 FLOP/cycle,
@@ -152,45 +175,16 @@ BUILTIN: tuple[Machine, ...] = (
         memories=(Memory(kind=MemoryKind.HBM, bandwidth_gbs=2039.0, capacity_gb=80),),
         source="NVIDIA A100 Tensor Core GPU datasheet; NVIDIA A100 architecture whitepaper",
     ),
-    # NVIDIA H100 SXM5 datasheet: FP64 34 TF, FP64 tensor 67, FP32 67, TF32 tensor 494.7,
-    # BF16/FP16 tensor 989.5 (dense, half the sparse figures); FP16 non-tensor 133.8
-    # (H100 whitepaper); HBM3 3.35 TB/s.
-    Machine(
-        name="h100",
-        label="NVIDIA H100 SXM5 80GB",
-        kind=MachineKind.GPU,
-        cores=132,
-        clock_ghz=1.98,
-        peaks=(
-            (Peak.FP64, 34000.0),
-            (Peak.FP64_MATRIX, 67000.0),
-            (Peak.FP32, 67000.0),
-            (Peak.TF32_MATRIX, 494700.0),
-            (Peak.FP16, 133800.0),
-            (Peak.FP16_MATRIX, 989500.0),
-        ),
-        memories=(Memory(kind=MemoryKind.HBM, bandwidth_gbs=3350.0, capacity_gb=80),),
-        source="NVIDIA H100 Tensor Core GPU datasheet; NVIDIA H100 architecture whitepaper",
-    ),
+    _H100,
     # NVIDIA H200 SXM datasheet: same compute as H100 SXM5, HBM3e 4.8 TB/s, 141 GB.
-    Machine(
+    replace(
+        _H100,
         name="h200",
         label="NVIDIA H200 SXM 141GB",
-        kind=MachineKind.GPU,
-        cores=132,
-        clock_ghz=1.98,
-        peaks=(
-            (Peak.FP64, 34000.0),
-            (Peak.FP64_MATRIX, 67000.0),
-            (Peak.FP32, 67000.0),
-            (Peak.TF32_MATRIX, 494700.0),
-            (Peak.FP16, 133800.0),
-            (Peak.FP16_MATRIX, 989500.0),
-        ),
         memories=(Memory(kind=MemoryKind.HBM, bandwidth_gbs=4800.0, capacity_gb=141),),
         source="NVIDIA H200 Tensor Core GPU datasheet",
     ),
 )
 
-MACHINES = MachineRegistry(BUILTIN)
+MACHINES = machine_registry(BUILTIN)
 """Built-in machine models by name."""

@@ -25,20 +25,15 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from hpcprof.errors import MachineFileError, UnknownNameError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from precision.common.registry import Registry
+from precision.common.tomlfile import check_unique, load_toml, table_array
 
 
 class MachineKind(Enum):
@@ -145,33 +140,10 @@ class Machine:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class MachineRegistry(Mapping[str, Machine]):
-    """Read-only name -> Machine map; duplicate names raise."""
-
-    def __init__(self, machines: Iterable[Machine]) -> None:
-        table: dict[str, Machine] = {}
-        for m in machines:
-            if m.name in table:
-                raise ValueError(f"duplicate machine name {m.name!r}")
-            table[m.name] = m
-        self._table = MappingProxyType(table)
-
-    def __getitem__(self, name: str) -> Machine:
-        try:
-            return self._table[name]
-        except KeyError:
-            known = ", ".join(sorted(self._table))
-            raise UnknownNameError(f"unknown machine {name!r} (known: {known})") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._table)
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def merged(self, extra: Iterable[Machine]) -> MachineRegistry:
-        """A registry with ``extra`` added (a name already present raises ValueError)."""
-        return MachineRegistry([*self._table.values(), *extra])
+def machine_registry(machines: Iterable[Machine]) -> Registry[Machine]:
+    """A name -> Machine registry; a duplicate name raises DuplicateNameError (a ValueError),
+    an unknown one :class:`~hpcprof.errors.UnknownNameError`."""
+    return Registry("machine", machines, error=UnknownNameError)
 
 
 _MACHINE_KEYS = ("name", "label", "kind", "cores", "clock_ghz", "source", "peak_gflops", "memory")
@@ -187,23 +159,10 @@ def load_machines(path: str | os.PathLike[str]) -> tuple[Machine, ...]:
             one-line message names the file, the key and what is allowed.
     """
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MachineFileError(f"{p}: cannot read machines file: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise MachineFileError(f"{p}: not valid TOML: {exc}") from exc
-    extra = sorted(set(data) - {"machine"})
-    if extra:
-        raise MachineFileError(f"{p}: unknown top-level key {extra[0]!r} (allowed: [[machine]])")
-    raw = data.get("machine")
-    if not isinstance(raw, list) or not raw:
-        raise MachineFileError(f"{p}: key 'machine' must be a non-empty array of tables")
+    data = load_toml(p, what="machines file", error=MachineFileError, allowed=("machine",))
+    raw = table_array(data, "machine", p, error=MachineFileError)
     machines = tuple(_parse_machine(item, i, p) for i, item in enumerate(raw))
-    names = [m.name for m in machines]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise MachineFileError(f"{p}: machine name {dup[0]!r} appears twice")
+    check_unique((m.name for m in machines), p, "machine", error=MachineFileError)
     return machines
 
 
@@ -246,17 +205,39 @@ def _parse_machine(raw: object, index: int, path: Path) -> Machine:
     if not isinstance(name, str) or not _NAME.match(name):
         raise MachineFileError(f"{path}: {where}.name must be a name like 'my-node', got {name!r}")
     where = f"machine {name}"
-    peaks_raw = raw.get("peak_gflops", {})
+    peaks = _parse_peaks(raw.get("peak_gflops", {}), path, where)
+    memories = _parse_memories(raw.get("memory"), path, where)
+    cores = raw.get("cores")
+    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, int) or cores < 1):
+        raise MachineFileError(f"{path}: {where}: key 'cores' must be an integer >= 1")
+    label, source = raw.get("label", name), raw.get("source", "user machines file")
+    if not isinstance(label, str) or not isinstance(source, str):
+        raise MachineFileError(f"{path}: {where}: keys 'label' and 'source' must be strings")
+    return Machine(
+        name=name,
+        label=label,
+        kind=_enum(MachineKind, raw.get("kind", "cpu"), path, f"{where}.kind"),
+        cores=cores,
+        clock_ghz=_number(raw.get("clock_ghz"), path, f"{where}.clock_ghz", optional=True),
+        peaks=peaks,  # type: ignore[arg-type]
+        memories=memories,
+        source=f"{source} ({path})",
+    )
+
+
+def _parse_peaks(peaks_raw: object, path: Path, where: str) -> tuple[tuple[Peak, Any], ...]:
     if not isinstance(peaks_raw, dict):
         raise MachineFileError(f"{path}: {where}: key 'peak_gflops' must be a table")
-    peaks = tuple(
+    return tuple(
         (
             _enum(Peak, k, path, f"{where}.peak_gflops.{k}"),
             _number(v, path, f"{where}.peak_gflops.{k}"),
         )
         for k, v in peaks_raw.items()
     )
-    mem_raw = raw.get("memory")
+
+
+def _parse_memories(mem_raw: object, path: Path, where: str) -> tuple[Memory, ...]:
     if (
         not isinstance(mem_raw, list)
         or not mem_raw
@@ -284,19 +265,4 @@ def _parse_machine(raw: object, index: int, path: Path) -> Machine:
                 capacity_gb=_capacity(mem, path, f"{where}.memory[{j}]"),
             )
         )
-    cores = raw.get("cores")
-    if cores is not None and (isinstance(cores, bool) or not isinstance(cores, int) or cores < 1):
-        raise MachineFileError(f"{path}: {where}: key 'cores' must be an integer >= 1")
-    label, source = raw.get("label", name), raw.get("source", "user machines file")
-    if not isinstance(label, str) or not isinstance(source, str):
-        raise MachineFileError(f"{path}: {where}: keys 'label' and 'source' must be strings")
-    return Machine(
-        name=name,
-        label=label,
-        kind=_enum(MachineKind, raw.get("kind", "cpu"), path, f"{where}.kind"),
-        cores=cores,
-        clock_ghz=_number(raw.get("clock_ghz"), path, f"{where}.clock_ghz", optional=True),
-        peaks=peaks,  # type: ignore[arg-type]
-        memories=tuple(memories),
-        source=f"{source} ({path})",
-    )
+    return tuple(memories)

@@ -22,7 +22,6 @@ bounds (users override any of them). A TOML file describes one nest::
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,7 @@ from typing import Any
 
 from hpcprof.bound import Array, LoopNest, NestError
 from hpcprof.errors import UnknownNameError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from precision.common.tomlfile import load_toml
 
 
 def _a(name: str, *indices: str, output: bool = False, storage: str | None = None,
@@ -144,17 +139,9 @@ def load_nest(path: str | Path) -> LoopNest:
         NestError: unreadable or malformed file; the message names the file and the key.
     """
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise NestError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise NestError(f"{path}: not valid TOML ({exc})") from None
+    known = ("arrays", "loops", "name", "summary")
+    raw = load_toml(path, what="loop-nest file", error=NestError, allowed=known)
     where = str(path)
-    known = {"name", "summary", "loops", "arrays"}
-    extra = sorted(set(raw) - known)
-    if extra:
-        raise NestError(f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(known))})")
     name = _get(raw, "name", str, where)
     loops = _get(raw, "loops", dict, where)
     if not loops:

@@ -115,6 +115,31 @@ class Sample:
         if self.status is not SampleStatus.OK and self.value is not None:
             raise ValueError(f"sample {self.metric.value}: status {self.status.value} has a value")
 
+    @classmethod
+    def missing(
+        cls,
+        metric: Metric,
+        backend: str,
+        status: SampleStatus = SampleStatus.MISSING,
+        *,
+        unit: str = "",
+        region: str | None = None,
+    ) -> Sample:
+        """A sample with no value, saying why (``status``).
+
+        Args:
+            metric: what was to be measured.
+            backend: the backend or method that tried.
+            status: why there is no value (not OK).
+            unit: free-text unit for ``FOM`` samples.
+            region: marker region or measured function, when the tool reports one.
+
+        Raises:
+            ValueError: ``status`` is OK.
+        """
+        return cls(metric=metric, value=None, backend=backend, status=status, unit=unit,
+                   region=region)  # fmt: skip
+
 
 @dataclass(frozen=True, kw_only=True)
 class Measurement:

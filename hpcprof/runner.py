@@ -26,7 +26,7 @@ from hpcprof.backends import Backend, Job
 from hpcprof.config import RunConfig
 from hpcprof.errors import HpcprofError
 from hpcprof.launchers import Launcher
-from hpcprof.records import Measurement, Metric, RunStatus, Sample, SampleStatus
+from hpcprof.records import Measurement, Metric, RunStatus, Sample
 from hpcprof.tasks import Task, builtin_tasks, suite_tasks  # noqa: F401 (re-exported)
 
 Progress = Callable[[int, int, str], None]
@@ -107,23 +107,11 @@ def _fom(task: Task, stdout: str) -> Sample | None:
     matches = list(re.finditer(task.fom_regex, stdout, re.M))
     m = matches[-1] if matches else None  # the last match: apps often print partials first
     if m is None:
-        return Sample(
-            metric=Metric.FOM,
-            value=None,
-            backend="app",
-            status=SampleStatus.MISSING,
-            unit=task.fom_unit,
-        )
+        return Sample.missing(Metric.FOM, "app", unit=task.fom_unit)
     try:
         value = float(m.group(1).replace(",", ""))
     except ValueError:
-        return Sample(
-            metric=Metric.FOM,
-            value=None,
-            backend="app",
-            status=SampleStatus.MISSING,
-            unit=task.fom_unit,
-        )
+        return Sample.missing(Metric.FOM, "app", unit=task.fom_unit)
     return Sample(metric=Metric.FOM, value=value, backend="app", unit=task.fom_unit)
 
 
@@ -145,14 +133,7 @@ def measure(
     tails: list[str] = []
     for pass_name in backend.passes():
         with tempfile.TemporaryDirectory(prefix="hpcprof-") as scratch:
-            job = Job(
-                scratch=Path(scratch),
-                pass_name=pass_name,
-                region=task.region,
-                python_kernel=task.python_kernel,
-                cpus=cpus,
-                threads=task.threads,
-            )
+            job = _job(task, Path(scratch), pass_name, cpus)
             try:
                 wrapped = backend.wrap(cmd, job)
                 res = run_process(
@@ -181,14 +162,7 @@ def measure(
                 break
     if first is None:
         return _record(task, backend.name, repetition, RunStatus.BACKEND_ERROR, "no passes")
-    samples[:0] = [
-        Sample(metric=Metric.WALL_S, value=first.wall_s, backend=backend.name),
-        Sample(metric=Metric.CPU_S, value=first.cpu_s, backend=backend.name)
-        if first.cpu_s is not None
-        else Sample(
-            metric=Metric.CPU_S, value=None, backend=backend.name, status=SampleStatus.MISSING
-        ),
-    ]
+    samples[:0] = _time_samples(first, backend.name)
     if status is RunStatus.OK:
         status = _app_samples(task, first.stdout, samples)
     return _record(
@@ -200,6 +174,27 @@ def measure(
         returncode=first.returncode,
         samples=tuple(samples),
     )
+
+
+def _job(task: Task, scratch: Path, pass_name: str, cpus: tuple[int, ...] | None) -> Job:
+    return Job(
+        scratch=scratch,
+        pass_name=pass_name,
+        region=task.region,
+        python_kernel=task.python_kernel,
+        cpus=cpus,
+        threads=task.threads,
+    )
+
+
+def _time_samples(first: ProcessResult, backend: str) -> list[Sample]:
+    """Wall and CPU time of the first pass (CPU time missing where the OS gave none)."""
+    cpu = (
+        Sample(metric=Metric.CPU_S, value=first.cpu_s, backend=backend)
+        if first.cpu_s is not None
+        else Sample.missing(Metric.CPU_S, backend)
+    )
+    return [Sample(metric=Metric.WALL_S, value=first.wall_s, backend=backend), cpu]
 
 
 def _record(
@@ -218,9 +213,7 @@ def _record(
         wall = (
             Sample(metric=Metric.WALL_S, value=wall_s, backend=backend)
             if wall_s is not None
-            else Sample(
-                metric=Metric.WALL_S, value=None, backend=backend, status=SampleStatus.MISSING
-            )
+            else Sample.missing(Metric.WALL_S, backend)
         )
         samples = (wall,)
     return Measurement(
@@ -249,11 +242,7 @@ def _app_samples(task: Task, stdout: str, samples: list[Sample]) -> RunStatus:
         samples.append(Sample(metric=Metric.KERNEL_S, value=proto["kernel_s"], backend="app"))
     err = proto.get("check_error")
     if err is None:
-        samples.append(
-            Sample(
-                metric=Metric.CHECK_ERROR, value=None, backend="app", status=SampleStatus.MISSING
-            )
-        )
+        samples.append(Sample.missing(Metric.CHECK_ERROR, "app"))
         return RunStatus.FAILED
     samples.append(Sample(metric=Metric.CHECK_ERROR, value=err, backend="app"))
     samples.extend(_rank_samples(stdout))

@@ -17,7 +17,7 @@ from hpcprof.backends import select_backend
 from hpcprof.config import RunConfig
 from hpcprof.errors import LaunchError
 from hpcprof.host import collect_host
-from hpcprof.records import Measurement, Metric, Precision, RunStatus, Sample, SampleStatus
+from hpcprof.records import Measurement, Metric, Precision, RunStatus, Sample
 from hpcprof.runner import Progress, run_tasks
 from hpcprof.store import new_run_id, write_run
 from hpcprof.tasks import builtin_tasks, suite_tasks
@@ -76,7 +76,7 @@ def run_unit(config: RunConfig, app: str, from_suite: bool) -> list[Measurement]
 
 
 def _failed(app: str, from_suite: bool, config: RunConfig, error: str) -> list[Measurement]:
-    missing = Sample(metric=Metric.WALL_S, value=None, backend="slurm", status=SampleStatus.MISSING)
+    missing = Sample.missing(Metric.WALL_S, "slurm")
     precisions = (Precision.NATIVE,) if from_suite else config.precisions
     return [
         Measurement(app=app, precision=p, size=None, preset=None, repetition=0,
@@ -84,6 +84,20 @@ def _failed(app: str, from_suite: bool, config: RunConfig, error: str) -> list[M
                     stderr_tail=error[-2000:], samples=(missing,))
         for p in precisions
     ]  # fmt: skip
+
+
+def _job_parameters(slurm: SlurmConfig, run_id: str) -> dict[str, Any]:
+    """submitit executor parameters of the run's jobs."""
+    params: dict[str, Any] = {
+        "timeout_min": slurm.time_min,
+        "cpus_per_task": slurm.cpus_per_task,
+        "name": f"hpcprof-{run_id}",
+    }
+    if slurm.partition is not None:
+        params["slurm_partition"] = slurm.partition
+    if slurm.extra:
+        params["slurm_additional_parameters"] = dict(slurm.extra)
+    return params
 
 
 def submit_study(config: RunConfig, slurm: SlurmConfig, progress: Progress | None = None) -> Path:
@@ -107,16 +121,7 @@ def submit_study(config: RunConfig, slurm: SlurmConfig, progress: Progress | Non
     run_id = new_run_id()
     folder = Path(config.out_dir) / f".slurm-{run_id}"
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    params: dict[str, Any] = {
-        "timeout_min": slurm.time_min,
-        "cpus_per_task": slurm.cpus_per_task,
-        "name": f"hpcprof-{run_id}",
-    }
-    if slurm.partition is not None:
-        params["slurm_partition"] = slurm.partition
-    if slurm.extra:
-        params["slurm_additional_parameters"] = dict(slurm.extra)
-    executor.update_parameters(**params)
+    executor.update_parameters(**_job_parameters(slurm, run_id))
     try:
         if slurm.array:
             jobs = executor.map_array(

@@ -13,11 +13,9 @@ file in the same directory and moved into place with ``os.replace``.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import pandas as pd
 
 from hpcprof.errors import StoreError
 from hpcprof.records import SCHEMA_VERSION, HostInfo, Measurement
+from precision.common.files import atomic_write, atomic_write_text
 
 COLUMNS = (
     "run_id",
@@ -92,25 +91,14 @@ def to_frame(measurements: Iterable[Measurement], run_id: str) -> pd.DataFrame:
     return frame
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, data: Any) -> None:
     """Atomically write ``data`` as indented JSON."""
-    _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
     """Atomically write a text file."""
-    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write_text(path, text)
 
 
 def _parquet_ok() -> bool:
@@ -125,10 +113,10 @@ def write_frame(directory: Path, frame: pd.DataFrame) -> Path:
     """Write the tidy table (Parquet if pyarrow imports, else CSV); returns its path."""
     if _parquet_ok():
         path = directory / "measurements.parquet"
-        _atomic_write(path, lambda p: frame.to_parquet(p, index=False))
+        atomic_write(path, lambda p: frame.to_parquet(p, index=False))
     else:
         path = directory / "measurements.csv"
-        _atomic_write(path, lambda p: frame.to_csv(p, index=False))
+        atomic_write(path, lambda p: frame.to_csv(p, index=False))
     return path
 
 

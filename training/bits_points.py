@@ -15,9 +15,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from precision.common.files import atomic_write_text
 from precision.formats import FloatFormat
 from precision.rounding import RoundingMode
-from training.records import RecordError, atomic_write_text
+from training.records import RecordError
 from training.roles import Role
 
 POINT_SCHEMA = 1

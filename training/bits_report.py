@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from precision.common.files import atomic_write_text
 from training.bits_points import Point, PointCache, PointResult, PointStatus
 from training.bits_search import SearchError, SearchResult, SearchSpec, VariantAnswer, search_bits
-from training.records import atomic_write_text
 from training.report import markdown_table, save_figure, write_csv, write_parquet
 from training.roles import Role
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from precision.common.registry import UnknownNameError
 from precision.formats import BlockFormat, FloatFormat, Format
 from precision.registry import aliases_of, formats, from_bits
 from precision.registry import parse as parse_format
@@ -31,7 +32,6 @@ from training.loop import run_study
 from training.optim import OPTIMIZERS
 from training.progress import format_number, print_table, show_progress
 from training.records import RecordError
-from training.registry import UnknownNameError
 from training.report import table_rows, write_report
 from training.sweep import (
     SWEEP_FILE,

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from precision.common.files import atomic_write_text
+from precision.common.registry import UnknownNameError
 from precision.rounding import RoundingMode
 from training.bits_points import PointCache
 from training.bits_report import answer_lines, rebuild_search, write_search_report
@@ -29,8 +31,7 @@ from training.data import DatasetError
 from training.distributed import WorkerError, under_torchrun
 from training.executor import ExecutorError, LocalExecutor, SlurmExecutor
 from training.optim import OPTIMIZERS
-from training.records import RecordError, atomic_write_text
-from training.registry import UnknownNameError
+from training.records import RecordError
 from training.roles import Role
 from training.sweep import ApsModes
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from precision.collectives import Reduction
+from precision.common.registry import Registry
 from precision.registry import parse as parse_format
 from precision.rounding import RoundingMode
 from training.config import ArmSpec, Backend, Device, RunConfig
@@ -16,7 +17,6 @@ from training.data import DATASETS
 from training.executor import ExecutorKind, SlurmSettings
 from training.models import MODELS, BatchNormMode
 from training.optim.nlcg import BetaRule
-from training.registry import Registry
 from training.schedules import Decay
 
 T = TypeVar("T")

@@ -370,7 +370,7 @@ class RunConfig:
 
     def save(self, path: Path) -> None:
         """Write ``config.json`` atomically."""
-        from training.records import atomic_write_text
+        from precision.common.files import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.records import atomic_write_text
+from precision.common.files import atomic_write_text
 
 ENVIRONMENT_SCHEMA = 1
 

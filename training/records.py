@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from precision.common.files import atomic_write, atomic_write_text
 
 RECORD_SCHEMA = 1
 
@@ -188,37 +187,6 @@ class RunPaths:
         return self.root / "accuracy.png"
 
 
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file in the same directory, then ``os.replace`` it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that readers see the old or the new file, never half."""
-    _atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def atomic_write_bytes(path: Path, write: Callable[[Path], object]) -> None:
-    """Run ``write(tmp_path)`` and move the result onto ``path`` atomically."""
-    _atomic(path, write)
-
-
 def save_arm_record(paths: RunPaths, record: ArmRecord) -> None:
     """Write ``records/<arm>.json`` atomically."""
     text = json.dumps(record.to_dict(), indent=1, allow_nan=True)
@@ -242,7 +210,7 @@ def load_arm_record(paths: RunPaths, arm: str) -> ArmRecord | None:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """``torch.save`` a checkpoint atomically (tensors and primitive containers only)."""
-    atomic_write_bytes(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -17,15 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from precision.common.files import atomic_write, atomic_write_text
 from training.config import ArmSpec, RunConfig
 from training.environment import load_environment
-from training.records import (
-    ArmRecord,
-    RunPaths,
-    atomic_write_bytes,
-    atomic_write_text,
-    load_arm_record,
-)
+from training.records import ArmRecord, RunPaths, load_arm_record
 
 
 @dataclass(frozen=True)
@@ -201,7 +196,7 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> bool:
         import pyarrow  # noqa: F401
     except ImportError:
         return False
-    atomic_write_bytes(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
     return True
 
 
@@ -212,7 +207,7 @@ def save_figure(fig: Any, path: Path) -> None:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    atomic_write_bytes(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
+    atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
 
 
 def plot_accuracy(metrics: pd.DataFrame, path: Path, title: str) -> None:

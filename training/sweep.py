@@ -21,13 +21,13 @@ from typing import Any
 
 import pandas as pd
 
+from precision.common.files import atomic_write_text
 from precision.formats import FloatFormat, Format
 from precision.registry import from_bits
 from training import batch_limit
 from training.config import DEFAULT_LRS, ArmSpec, ConfigError, RunConfig
 from training.executor import Executor, Failure
 from training.loop import run_study
-from training.records import atomic_write_text
 from training.report import (
     markdown_table,
     save_figure,

@@ -10,6 +10,7 @@ from hpcprof.apps import (
     caqr,
     cg,
     cuda,
+    dl_kernels,
     fft,
     gemm,
     glu,
@@ -19,11 +20,13 @@ from hpcprof.apps import (
     rqr,
     stencil,
     stream,
-    training,
 )
-from hpcprof.apps.base import AppInfo, AppKind, Device, Registry
+from hpcprof.apps.base import AppInfo, AppKind, Device
+from hpcprof.errors import UnknownNameError
+from precision.common.registry import Registry
 
-APPS: Registry = Registry(
+APPS: Registry[AppInfo] = Registry(
+    "app",
     [
         *stream.APPS,
         *gemm.APPS,
@@ -32,13 +35,14 @@ APPS: Registry = Registry(
         *md.APPS,
         *lookup.APPS,
         *fft.APPS,
-        *training.APPS,
+        *dl_kernels.APPS,
         *glu.APPS,
         *rqr.APPS,
         *caqr.APPS,
         *krr.APPS,
         *cuda.APPS,
-    ]
+    ],
+    error=UnknownNameError,
 )
 
 __all__ = ["APPS", "AppInfo", "AppKind", "Device", "Registry"]

@@ -11,7 +11,7 @@ import sys
 
 from hpcprof.apps import APPS
 from hpcprof.apps.base import PROTOCOL_PREFIX, RANK_PREFIX, Region
-from hpcprof.apps.cuda import DeviceUnavailable
+from hpcprof.apps.device import DeviceUnavailable
 from hpcprof.records import Precision
 
 

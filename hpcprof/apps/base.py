@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
-from types import MappingProxyType, TracebackType
+from types import TracebackType
+from typing import Any
 
-from hpcprof.errors import UnknownNameError
 from hpcprof.records import Precision
 
 PROTOCOL_PREFIX = "hpcprof:"
@@ -153,29 +153,32 @@ class AppInfo:
         return [sys.executable, "-m", "hpcprof.apps", self.name, str(size), precision.value]
 
 
-class Registry(Mapping[str, AppInfo]):
-    """Read-only name -> AppInfo map; duplicate names raise."""
+def c_twin(
+    info: AppInfo, *, c_source: str, c_args: Callable[[int], tuple[str, ...]], **changes: Any
+) -> AppInfo:
+    """The C build of a Python app: a variant record, not a copy.
 
-    def __init__(self, infos: Iterable[AppInfo]) -> None:
-        table: dict[str, AppInfo] = {}
-        for info in infos:
-            if info.name in table:
-                raise ValueError(f"duplicate app name {info.name!r}")
-            table[info.name] = info
-        self._table = MappingProxyType(table)
+    It keeps the app's size meaning, FLOP and byte models and tolerance; it is called
+    ``<name>-c``, says "(C)" where the summary said "(NumPy)", and runs ``c_source``
+    with the measured function ``hpcprof_kernel``.
 
-    def __getitem__(self, name: str) -> AppInfo:
-        try:
-            return self._table[name]
-        except KeyError:
-            known = ", ".join(sorted(self._table))
-            raise UnknownNameError(f"unknown app {name!r} (known: {known})") from None
+    Args:
+        info: the Python app.
+        c_source: C source file under ``hpcprof/apps/c``.
+        c_args: command-line arguments of the C program for a size.
+        **changes: further fields that differ (sizes, summary, flops).
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._table)
-
-    def __len__(self) -> int:
-        return len(self._table)
+    Returns:
+        The C app record.
+    """
+    fields: dict[str, Any] = {
+        "name": f"{info.name}-c",
+        "summary": info.summary.replace("(NumPy)", "(C)"),
+        "kind": AppKind.C,
+        "kernel": None,
+        "region": "hpcprof_kernel",
+    }
+    return replace(info, **{**fields, **changes}, c_source=c_source, c_args=c_args)
 
 
 def parse_protocol(stdout: str) -> dict[str, float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
+from hpcprof.apps.base import AppInfo, AppKind, Region, c_twin, real_dtype
 from hpcprof.records import Precision
 
 ITERATIONS = 50
@@ -93,31 +93,26 @@ def _bytes(n: int, itemsize: int) -> float:
     return ITERATIONS * 15.0 * n**3 * itemsize
 
 
+_NUMPY = AppInfo(
+    name="cg",
+    summary="HPCG-like CG, 27-point stencil, 50 iterations (NumPy)",
+    kind=AppKind.NUMPY,
+    size_doc="grid points per side n (n^3 unknowns)",
+    default_size=32,
+    small_size=12,
+    flops=_numpy_flops,
+    bytes_moved=_bytes,
+    tolerance=(1e-3, 1e-3),
+    kernel=cg_kernel,
+)
 APPS = (
-    AppInfo(
-        name="cg",
-        summary="HPCG-like CG, 27-point stencil, 50 iterations (NumPy)",
-        kind=AppKind.NUMPY,
-        size_doc="grid points per side n (n^3 unknowns)",
-        default_size=32,
-        small_size=12,
-        flops=_numpy_flops,
-        bytes_moved=_bytes,
-        tolerance=(1e-3, 1e-3),
-        kernel=cg_kernel,
-    ),
-    AppInfo(
-        name="cg-c",
-        summary="HPCG-like CG, 27-point stencil, 50 iterations (C)",
-        kind=AppKind.C,
-        size_doc="grid points per side n (n^3 unknowns)",
+    _NUMPY,
+    c_twin(
+        _NUMPY,
+        c_source="cg.c",
+        c_args=lambda n: (str(n), str(ITERATIONS)),
         default_size=48,
         small_size=10,
         flops=_c_flops,
-        bytes_moved=_bytes,
-        tolerance=(1e-3, 1e-3),
-        c_source="cg.c",
-        c_args=lambda n: (str(n), str(ITERATIONS)),
-        region="hpcprof_kernel",
     ),
 )

@@ -7,58 +7,16 @@ stops with an error that the runner records as a failed run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from hpcprof.apps import gemm, stream, training
-from hpcprof.apps.base import AppKind, Device, Region, real_dtype
+from hpcprof.apps import dl_kernels, gemm, stream
+from hpcprof.apps.base import AppInfo, AppKind, Device, Kernel, Region, real_dtype
+from hpcprof.apps.device import cuda_device, timed
 from hpcprof.records import Precision
-
-if TYPE_CHECKING:
-    import torch
-
-
-class DeviceUnavailable(RuntimeError):
-    """The kernel needs a device this machine lacks."""
-
-
-def cuda_device() -> torch.device:
-    """The current CUDA device.
-
-    Raises:
-        DeviceUnavailable: torch sees no CUDA device.
-    """
-    import torch
-
-    if not torch.cuda.is_available():
-        raise DeviceUnavailable("no CUDA device: torch.cuda.is_available() is False")
-    return torch.device("cuda")
-
-
-@contextmanager
-def timed(region: Region, device: Any) -> Iterator[None]:
-    """Enter ``region``; on CUDA, time the work with CUDA events and synchronize at the end,
-    so ``region.seconds`` is device time rather than launch time."""
-    import torch
-
-    if getattr(device, "type", device) != "cuda":
-        with region:
-            yield
-        return
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    with region:
-        start.record()
-        yield
-        end.record()
-        torch.cuda.synchronize()
-    region.seconds = start.elapsed_time(end) / 1e3
 
 
 def gemm_cuda_kernel(n: int, precision: Precision, region: Region) -> float:
@@ -103,35 +61,33 @@ def _cuda_training(kernel: Any, size: int, precision: Precision, region: Region)
     return float(kernel(size, precision, region, device=cuda_device()))
 
 
+def _on_cuda(info: AppInfo, kernel: Kernel, **changes: Any) -> AppInfo:
+    """The ``<name>-cuda`` variant of a CPU app: same models, a torch kernel on the GPU."""
+    fields: dict[str, Any] = {"name": f"{info.name}-cuda", "kind": AppKind.TORCH, **changes}
+    return replace(info, **fields, kernel=kernel, device=Device.CUDA)
+
+
 APPS = (
-    replace(
+    _on_cuda(
         gemm.APPS[0],
-        name="gemm-cuda",
+        gemm_cuda_kernel,
         summary="dense matrix multiply on a CUDA device (torch, CUDA events)",
-        kind=AppKind.TORCH,  # the CPU record it copies runs NumPy
-        kernel=gemm_cuda_kernel,
         default_size=4096,
-        device=Device.CUDA,
     ),
-    replace(
+    _on_cuda(
         stream.APPS[0],
-        name="triad-cuda",
+        triad_cuda_kernel,
         summary="STREAM-like triad on a CUDA device (torch, CUDA events)",
-        kind=AppKind.TORCH,
-        kernel=triad_cuda_kernel,
         default_size=64_000_000,
-        device=Device.CUDA,
     ),
     *(
-        replace(
+        _on_cuda(
             info,
-            name=f"{info.name}-cuda",
+            partial(_cuda_training, kernel),
             summary=info.summary.replace("(torch)", "(torch, CUDA device)"),
-            kernel=partial(_cuda_training, kernel),
-            device=Device.CUDA,
         )
         for info, kernel in zip(
-            training.APPS, (training.conv_kernel, training.linear_kernel), strict=True
+            dl_kernels.APPS, (dl_kernels.conv_kernel, dl_kernels.linear_kernel), strict=True
         )
     ),
 )

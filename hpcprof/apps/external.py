@@ -28,18 +28,13 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hpcprof.errors import SuiteError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from precision.common.tomlfile import check_unique, load_toml, table_array
 
 SUITE_KEYS = ("name", "description", "mpi_launcher")
 APP_KEYS = (
@@ -120,13 +115,7 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
         SuiteError: unreadable file, TOML syntax error, or a key with a bad value.
     """
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SuiteError(f"{p}: cannot read suite file: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"{p}: not valid TOML: {exc}") from exc
-    return parse_suite(data, p)
+    return parse_suite(load_toml(p, what="suite file", error=SuiteError), p)
 
 
 def parse_suite(data: Mapping[str, Any], path: Path) -> Suite:
@@ -136,14 +125,9 @@ def parse_suite(data: Mapping[str, Any], path: Path) -> Suite:
     if not isinstance(head, Mapping):
         raise SuiteError(f"{path}: key 'suite' must be a table")
     _only(head, SUITE_KEYS, path, "[suite]")
-    raw_apps = data.get("app")
-    if not isinstance(raw_apps, list) or not raw_apps:
-        raise SuiteError(f"{path}: key 'app' must be a non-empty array of tables ([[app]])")
+    raw_apps = table_array(data, "app", path, error=SuiteError)
     apps = tuple(_parse_app(raw, i, path) for i, raw in enumerate(raw_apps))
-    names = [a.name for a in apps]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise SuiteError(f"{path}: app name {dup[0]!r} appears twice; names must be unique")
+    check_unique((a.name for a in apps), path, "app", error=SuiteError)
     launcher = head.get("mpi_launcher", ["mpirun", "-np"])
     return Suite(
         path=path,

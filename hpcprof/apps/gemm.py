@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
+from hpcprof.apps.base import AppInfo, AppKind, Region, c_twin, real_dtype
 from hpcprof.records import Precision
 
 
@@ -35,31 +35,26 @@ def _bytes(n: int, itemsize: int) -> float:
     return 3.0 * n * n * itemsize
 
 
+_NUMPY = AppInfo(
+    name="gemm",
+    summary="dense matrix multiply C = A @ B (NumPy BLAS)",
+    kind=AppKind.NUMPY,
+    size_doc="matrix order n",
+    default_size=1024,
+    small_size=64,
+    flops=_flops,
+    bytes_moved=_bytes,
+    tolerance=(1e-12, 1e-4),
+    kernel=gemm_kernel,
+)
 APPS = (
-    AppInfo(
-        name="gemm",
-        summary="dense matrix multiply C = A @ B (NumPy BLAS)",
-        kind=AppKind.NUMPY,
-        size_doc="matrix order n",
-        default_size=1024,
-        small_size=64,
-        flops=_flops,
-        bytes_moved=_bytes,
-        tolerance=(1e-12, 1e-4),
-        kernel=gemm_kernel,
-    ),
-    AppInfo(
-        name="gemm-c",
-        summary="dense matrix multiply, i-k-j loops (C)",
-        kind=AppKind.C,
-        size_doc="matrix order n",
-        default_size=384,
-        small_size=48,
-        flops=_flops,
-        bytes_moved=_bytes,
-        tolerance=(1e-12, 1e-4),
+    _NUMPY,
+    c_twin(
+        _NUMPY,
         c_source="gemm.c",
         c_args=lambda n: (str(n),),
-        region="hpcprof_kernel",
+        summary="dense matrix multiply, i-k-j loops (C)",
+        default_size=384,
+        small_size=48,
     ),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
+from hpcprof.apps.base import AppInfo, AppKind, Region, c_twin, real_dtype
 from hpcprof.records import Precision
 
 SWEEPS = 10
@@ -49,31 +49,16 @@ def _bytes(n: int, itemsize: int) -> float:
     return 3.0 * n**3 * itemsize * SWEEPS
 
 
-APPS = (
-    AppInfo(
-        name="stencil",
-        summary="7-point Jacobi stencil, 10 sweeps (NumPy)",
-        kind=AppKind.NUMPY,
-        size_doc="grid points per side n (n^3 grid)",
-        default_size=128,
-        small_size=16,
-        flops=_flops,
-        bytes_moved=_bytes,
-        tolerance=(1e-14, 1e-5),
-        kernel=stencil_kernel,
-    ),
-    AppInfo(
-        name="stencil-c",
-        summary="7-point Jacobi stencil, 10 sweeps (C)",
-        kind=AppKind.C,
-        size_doc="grid points per side n (n^3 grid)",
-        default_size=128,
-        small_size=16,
-        flops=_flops,
-        bytes_moved=_bytes,
-        tolerance=(1e-14, 1e-5),
-        c_source="stencil.c",
-        c_args=lambda n: (str(n), str(SWEEPS)),
-        region="hpcprof_kernel",
-    ),
+_NUMPY = AppInfo(
+    name="stencil",
+    summary="7-point Jacobi stencil, 10 sweeps (NumPy)",
+    kind=AppKind.NUMPY,
+    size_doc="grid points per side n (n^3 grid)",
+    default_size=128,
+    small_size=16,
+    flops=_flops,
+    bytes_moved=_bytes,
+    tolerance=(1e-14, 1e-5),
+    kernel=stencil_kernel,
 )
+APPS = (_NUMPY, c_twin(_NUMPY, c_source="stencil.c", c_args=lambda n: (str(n), str(SWEEPS))))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
+from hpcprof.apps.base import AppInfo, AppKind, Region, c_twin, real_dtype
 from hpcprof.records import Precision
 
 SWEEPS = 10
@@ -34,31 +34,16 @@ def _bytes(n: int, itemsize: int) -> float:
     return 3.0 * n * itemsize * SWEEPS
 
 
-APPS = (
-    AppInfo(
-        name="triad",
-        summary="STREAM-like triad a = b + s*c (NumPy)",
-        kind=AppKind.NUMPY,
-        size_doc="vector length",
-        default_size=4_000_000,
-        small_size=50_000,
-        flops=_flops,
-        bytes_moved=_bytes,
-        tolerance=(1e-14, 1e-6),
-        kernel=triad_kernel,
-    ),
-    AppInfo(
-        name="triad-c",
-        summary="STREAM-like triad a = b + s*c (C)",
-        kind=AppKind.C,
-        size_doc="vector length",
-        default_size=4_000_000,
-        small_size=50_000,
-        flops=_flops,
-        bytes_moved=_bytes,
-        tolerance=(1e-14, 1e-6),
-        c_source="triad.c",
-        c_args=lambda n: (str(n), str(SWEEPS)),
-        region="hpcprof_kernel",
-    ),
+_NUMPY = AppInfo(
+    name="triad",
+    summary="STREAM-like triad a = b + s*c (NumPy)",
+    kind=AppKind.NUMPY,
+    size_doc="vector length",
+    default_size=4_000_000,
+    small_size=50_000,
+    flops=_flops,
+    bytes_moved=_bytes,
+    tolerance=(1e-14, 1e-6),
+    kernel=triad_kernel,
 )
+APPS = (_NUMPY, c_twin(_NUMPY, c_source="triad.c", c_args=lambda n: (str(n), str(SWEEPS))))

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from hpcprof.backends.base import Availability, Backend, BackendInfo, BackendRegistry, Job
+from hpcprof.backends.base import Availability, Backend, BackendInfo, Job
 from hpcprof.backends.callgrind import CallgrindBackend
 from hpcprof.backends.likwid import LikwidBackend
 from hpcprof.backends.ncu import NcuBackend
 from hpcprof.backends.perf import PerfBackend
 from hpcprof.backends.timer import TimerBackend
-from hpcprof.errors import BackendError
+from hpcprof.errors import BackendError, UnknownNameError
 from hpcprof.records import HostInfo
+from precision.common.registry import Registry
 
 AUTO = "auto"
 
-BACKENDS = BackendRegistry(
+BACKENDS: Registry[BackendInfo] = Registry(
+    "backend",
     [
         BackendInfo(
             name="likwid", summary=LikwidBackend.summary, factory=LikwidBackend, auto_rank=0
@@ -29,7 +31,8 @@ BACKENDS = BackendRegistry(
         BackendInfo(name="timer", summary=TimerBackend.summary, factory=TimerBackend, auto_rank=2),
         # Never automatic: it profiles CUDA kernels only; CPU apps would count nothing.
         BackendInfo(name="ncu", summary=NcuBackend.summary, factory=NcuBackend, auto_rank=None),
-    ]
+    ],
+    error=UnknownNameError,
 )
 
 

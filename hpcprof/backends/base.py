@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcprof.errors import UnknownNameError
 from hpcprof.records import HostInfo, Sample
 
 
@@ -110,27 +109,3 @@ def tool_output(cmd: Sequence[str], timeout: float = 30.0) -> tuple[int, str, st
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.returncode, proc.stdout, proc.stderr
-
-
-class BackendRegistry:
-    """Name -> BackendInfo; duplicate names raise."""
-
-    def __init__(self, infos: Sequence[BackendInfo]) -> None:
-        self._infos: dict[str, BackendInfo] = {}
-        for info in infos:
-            if info.name in self._infos:
-                raise ValueError(f"duplicate backend name {info.name!r}")
-            self._infos[info.name] = info
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._infos)
-
-    def __getitem__(self, name: str) -> BackendInfo:
-        try:
-            return self._infos[name]
-        except KeyError:
-            known = ", ".join(["auto", *self._infos])
-            raise UnknownNameError(f"unknown backend {name!r} (known: {known})") from None
-
-    def infos(self) -> tuple[BackendInfo, ...]:
-        return tuple(self._infos.values())

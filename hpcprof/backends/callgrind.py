@@ -273,8 +273,7 @@ def samples_from_profiles(
     metrics = ((Metric.FP64_FLOP, Precision.FLOAT64), (Metric.FP32_FLOP, Precision.FLOAT32))
     if not ran:
         return tuple(
-            Sample(metric=m, value=None, backend=backend, region=region,
-                   status=SampleStatus.NOTHING_COUNTED)
+            Sample.missing(m, backend, SampleStatus.NOTHING_COUNTED, region=region)
             for m, _ in metrics
         )  # fmt: skip
     per = [(p, count_flops(p.counts)) for p in ran]

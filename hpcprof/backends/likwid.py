@@ -78,27 +78,11 @@ def samples_from_likwid(
         if grp not in groups:
             continue
         if sep is Separability.NOT_SEPARABLE:
-            samples.append(
-                Sample(
-                    metric=metric,
-                    value=None,
-                    backend=backend,
-                    status=SampleStatus.NOT_SEPARABLE,
-                    region=tag,
-                )
-            )
+            samples.append(Sample.missing(metric, backend, SampleStatus.NOT_SEPARABLE, region=tag))
         elif prec in totals:
             samples.append(Sample(metric=metric, value=totals[prec], backend=backend, region=tag))
         else:
-            samples.append(
-                Sample(
-                    metric=metric,
-                    value=None,
-                    backend=backend,
-                    status=SampleStatus.MISSING,
-                    region=tag,
-                )
-            )
+            samples.append(Sample.missing(metric, backend, region=tag))
     if combined is not None:
         samples.append(Sample(metric=Metric.FP_FLOP, value=combined, backend=backend, region=tag))
     for t in metrics:

@@ -211,18 +211,16 @@ def _tensor_part(
     """Tensor-core FLOPs of one width; NOT_SUPPORTED when this GPU has none of its metrics."""
     wanted = [n for n in names if requested is None or n in requested]
     if requested is not None and not wanted:
-        return Sample(metric=metric, value=None, backend=backend,
-                      status=SampleStatus.NOT_SUPPORTED, unit="FLOP")  # fmt: skip
+        return Sample.missing(metric, backend, SampleStatus.NOT_SUPPORTED, unit="FLOP")
     seen = [k.values[n] for k in kernels for n in wanted if n in k.values]
     if not seen:
-        return Sample(metric=metric, value=None, backend=backend,
-                      status=SampleStatus.MISSING, unit="FLOP")  # fmt: skip
+        return Sample.missing(metric, backend, unit="FLOP")
     return Sample(metric=metric, value=sum(seen), backend=backend, unit="FLOP")
 
 
 def _sample(metric: Metric, value: float | None, backend: str) -> Sample:
     if value is None:
-        return Sample(metric=metric, value=None, backend=backend, status=SampleStatus.MISSING)
+        return Sample.missing(metric, backend)
     return Sample(metric=metric, value=value, backend=backend)
 
 

@@ -208,11 +208,7 @@ def flops_from_counts(
         (Precision.FLOAT32, Metric.FP32_FLOP),
     ):
         if not separable:
-            samples.append(
-                Sample(
-                    metric=metric, value=None, backend=backend, status=SampleStatus.NOT_SEPARABLE
-                )
-            )
+            samples.append(Sample.missing(metric, backend, SampleStatus.NOT_SEPARABLE))
         elif prec in totals and prec not in status:
             samples.append(
                 Sample(
@@ -220,14 +216,7 @@ def flops_from_counts(
                 )
             )
         else:
-            samples.append(
-                Sample(
-                    metric=metric,
-                    value=None,
-                    backend=backend,
-                    status=status.get(prec, SampleStatus.MISSING),
-                )
-            )
+            samples.append(Sample.missing(metric, backend, status.get(prec, SampleStatus.MISSING)))
     if combined is not None:
         samples.append(Sample(metric=Metric.FP_FLOP, value=combined, backend=backend))
     return tuple(samples)

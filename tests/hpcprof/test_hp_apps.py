@@ -87,7 +87,7 @@ class _CountingRegion(Region):
 def test_cpu_training_kernel_is_warmed_up_before_timing() -> None:
     import torch
 
-    from hpcprof.apps.training import _forward_backward
+    from hpcprof.apps.dl_kernels import _forward_backward
 
     calls: list[int] = []
 

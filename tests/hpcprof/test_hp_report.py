@@ -51,8 +51,7 @@ def test_missing_fp32_makes_every_derived_number_missing() -> None:
     row = _row(
         Precision.FLOAT32,
         _s(Metric.FP64_FLOP, 3e9),
-        Sample(metric=Metric.FP32_FLOP, value=None, backend="perf",
-               status=SampleStatus.NOT_SUPPORTED),
+        Sample.missing(Metric.FP32_FLOP, "perf", SampleStatus.NOT_SUPPORTED),
         _s(Metric.ANALYTIC_BYTES, 8e9, "analytic"),
     )  # fmt: skip
     # before: FP64 share 100%, 1.5 GFLOP/s and 0.375 FLOP/byte, from FP32 taken as 0
@@ -72,8 +71,7 @@ def test_missing_width_gives_no_knl_knm_ratio_and_says_why() -> None:
     row = _row(
         Precision.FLOAT64,
         _s(Metric.FP64_FLOP, 3e9),
-        Sample(metric=Metric.FP32_FLOP, value=None, backend="perf",
-               status=SampleStatus.NOT_COUNTED),
+        Sample.missing(Metric.FP32_FLOP, "perf", SampleStatus.NOT_COUNTED),
         _s(Metric.MEM_BYTES, 1e9, "perf"),
     )  # fmt: skip
     machines = [MACHINES["knl-7250"], MACHINES["knm-7295"]]
@@ -96,8 +94,7 @@ def test_analytic_flops_are_labelled_analytic() -> None:
 def test_not_separable_has_total_but_no_share() -> None:
     row = _row(
         Precision.FLOAT64,
-        Sample(metric=Metric.FP64_FLOP, value=None, backend="likwid",
-               status=SampleStatus.NOT_SEPARABLE),
+        Sample.missing(Metric.FP64_FLOP, "likwid", SampleStatus.NOT_SEPARABLE),
         _s(Metric.FP_FLOP, 5e9, "likwid"),
         _s(Metric.ANALYTIC_BYTES, 1e9, "analytic"),
     )  # fmt: skip

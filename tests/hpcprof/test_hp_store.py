@@ -46,3 +46,11 @@ def test_round_trip_keeps_missing_as_nan(tmp_path: Path) -> None:
 def test_sample_rejects_value_with_missing_status() -> None:
     with pytest.raises(ValueError, match="has a value"):
         Sample(metric=Metric.FP64_FLOP, value=0.0, backend="perf", status=SampleStatus.NOT_COUNTED)
+
+
+def test_sample_missing_has_no_value_and_needs_a_reason() -> None:
+    s = Sample.missing(Metric.FOM, "app", SampleStatus.NOT_COUNTED, unit="GB/s", region="k")
+    assert (s.value, s.status, s.unit, s.region) == (None, SampleStatus.NOT_COUNTED, "GB/s", "k")
+    assert Sample.missing(Metric.WALL_S, "timer").status is SampleStatus.MISSING
+    with pytest.raises(ValueError, match="status ok needs a value"):
+        Sample.missing(Metric.WALL_S, "timer", SampleStatus.OK)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DistributedSampler
 
+from precision.common.registry import DuplicateNameError, UnknownNameError
 from training.data import (
     DATASETS,
     DatasetInfo,
@@ -19,7 +20,6 @@ from training.data import (
     register_dataset,
 )
 from training.data.base import Split
-from training.registry import DuplicateNameError, UnknownNameError
 
 
 def test_digits_split_is_fixed_and_stratified() -> None:
@@ -60,7 +60,7 @@ def test_registry_rejects_duplicates_and_unknown_names() -> None:
         load_dataset("imagenet-1k-please")
 
 
-@pytest.mark.parametrize("info", list(DATASETS), ids=lambda i: i.name)
+@pytest.mark.parametrize("info", DATASETS.infos(), ids=lambda i: i.name)
 def test_registry_records_are_consistent(info: DatasetInfo) -> None:
     assert info.needs_data_dir == bool(info.files)
     assert info.num_classes >= 2 and len(info.input_shape) == 3

@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from precision.common.registry import DuplicateNameError
 from training.models import (
     MODELS,
     BatchNormMode,
@@ -24,14 +25,13 @@ from training.models import (
     convert_batchnorm,
     register_model,
 )
-from training.registry import DuplicateNameError
 
 
 def count_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-@pytest.mark.parametrize("info", list(MODELS), ids=lambda i: i.name)
+@pytest.mark.parametrize("info", MODELS.infos(), ids=lambda i: i.name)
 @pytest.mark.parametrize(("channels", "size"), [(1, 8), (3, 32)])
 def test_every_model_builds_and_trains_one_step(info: ModelInfo, channels: int, size: int) -> None:
     torch.manual_seed(0)

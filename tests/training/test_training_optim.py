@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from precision.common.registry import DuplicateNameError
 from training.optim import (
     LAMB,
     LARS,
@@ -18,7 +19,6 @@ from training.optim import (
     param_groups,
     register_optimizer,
 )
-from training.registry import DuplicateNameError
 
 
 class Tiny(nn.Module):
@@ -162,7 +162,7 @@ def test_sgd_presets_equal_torch_sgd(name: str) -> None:
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("info", list(OPTIMIZERS), ids=lambda i: i.name)
+@pytest.mark.parametrize("info", OPTIMIZERS.infos(), ids=lambda i: i.name)
 def test_state_dict_round_trip(info: OptimizerInfo) -> None:
     torch.manual_seed(1)
     net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))

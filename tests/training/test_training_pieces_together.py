@@ -20,7 +20,7 @@ SETTINGS_AT_BATCH_32 = {"kfac": {"lr": 0.02, "damping": 0.03, "update_interval":
 ACCURACY_FLOOR = {"kfac": 0.85}
 
 
-@pytest.mark.parametrize("info", list(OPTIMIZERS), ids=lambda i: i.name)
+@pytest.mark.parametrize("info", OPTIMIZERS.infos(), ids=lambda i: i.name)
 def test_every_optimizer_learns_with_legw_schedule(info: OptimizerInfo) -> None:
     torch.manual_seed(0)
     data = make_synthetic(num_train=512, num_test=256, num_classes=4, separation=3.0, seed=1)

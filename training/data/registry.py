@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from precision.common.registry import Registry
 from training.data import cifar, idx
 from training.data.base import DatasetError, LoadedDataset
 from training.data.builtin import load_digits_dataset, make_synthetic
-from training.registry import Registry
 
 Loader = Callable[[Path | None], LoadedDataset]
 
@@ -37,25 +37,13 @@ class DatasetInfo:
     reference: str = ""
 
 
-DATASETS: Registry[DatasetInfo] = Registry("dataset")
+DATASETS: Registry[DatasetInfo] = Registry("dataset", lower_case=True)
 
 
-def register_dataset(info: DatasetInfo) -> DatasetInfo:
-    """Add a dataset to the registry.
-
-    Raises:
-        DuplicateNameError: if the name is taken.
-    """
-    return DATASETS.register(info)
-
-
-def get_dataset_info(name: str) -> DatasetInfo:
-    """Return the registered :class:`DatasetInfo` called ``name``.
-
-    Raises:
-        UnknownNameError: if no such dataset is registered.
-    """
-    return DATASETS.get(name)
+register_dataset = DATASETS.register
+"""Add a dataset to the registry (DuplicateNameError if the name is taken)."""
+get_dataset_info = DATASETS.get
+"""The registered :class:`DatasetInfo` called ``name`` (UnknownNameError if none)."""
 
 
 def load_dataset(name: str, data_dir: Path | str | None = None) -> LoadedDataset:
@@ -163,36 +151,25 @@ for _name, _subdir, _ref in (
             reference=_ref,
         )
     )
-register_dataset(
-    DatasetInfo(
-        name="cifar10",
-        input_shape=(3, 32, 32),
-        num_classes=10,
-        loader=_cifar_loader(
-            "cifar10", 10, cifar.CIFAR10_DIR, cifar.CIFAR10_TRAIN, cifar.CIFAR10_TEST, b"labels"
-        ),
-        files=tuple(f"{cifar.CIFAR10_DIR}/{f}" for f in cifar.CIFAR10_TRAIN + cifar.CIFAR10_TEST),
-        needs_data_dir=True,
-        reference="Krizhevsky 2009, https://www.cs.toronto.edu/~kriz/cifar.html",
+for _name, _classes, _dir, _train, _test, _key in (
+    ("cifar10", 10, cifar.CIFAR10_DIR, cifar.CIFAR10_TRAIN, cifar.CIFAR10_TEST, b"labels"),
+    (
+        "cifar100",
+        100,
+        cifar.CIFAR100_DIR,
+        cifar.CIFAR100_TRAIN,
+        cifar.CIFAR100_TEST,
+        b"fine_labels",
+    ),
+):
+    register_dataset(
+        DatasetInfo(
+            name=_name,
+            input_shape=(3, 32, 32),
+            num_classes=_classes,
+            loader=_cifar_loader(_name, _classes, _dir, _train, _test, _key),
+            files=tuple(f"{_dir}/{f}" for f in _train + _test),
+            needs_data_dir=True,
+            reference="Krizhevsky 2009, https://www.cs.toronto.edu/~kriz/cifar.html",
+        )
     )
-)
-register_dataset(
-    DatasetInfo(
-        name="cifar100",
-        input_shape=(3, 32, 32),
-        num_classes=100,
-        loader=_cifar_loader(
-            "cifar100",
-            100,
-            cifar.CIFAR100_DIR,
-            cifar.CIFAR100_TRAIN,
-            cifar.CIFAR100_TEST,
-            b"fine_labels",
-        ),
-        files=tuple(
-            f"{cifar.CIFAR100_DIR}/{f}" for f in cifar.CIFAR100_TRAIN + cifar.CIFAR100_TEST
-        ),
-        needs_data_dir=True,
-        reference="Krizhevsky 2009, https://www.cs.toronto.edu/~kriz/cifar.html",
-    )
-)

@@ -8,11 +8,11 @@ from typing import Any
 
 from torch import nn
 
+from precision.common.registry import Registry
 from training.models.batchnorm import BatchNormMode, convert_batchnorm
 from training.models.efficientnet import SCALINGS, EfficientNet
 from training.models.resnet import CifarResNet, ResNet50
 from training.models.simple import MLP, SmallCNN
-from training.registry import Registry
 
 Builder = Callable[[int, int, int], nn.Module]
 
@@ -34,16 +34,11 @@ class ModelInfo:
     reference: str = ""
 
 
-MODELS: Registry[ModelInfo] = Registry("model")
+MODELS: Registry[ModelInfo] = Registry("model", lower_case=True)
 
 
-def register_model(info: ModelInfo) -> ModelInfo:
-    """Add a model to the registry.
-
-    Raises:
-        DuplicateNameError: if the name is taken.
-    """
-    return MODELS.register(info)
+register_model = MODELS.register
+"""Add a model to the registry; returns it (DuplicateNameError if the name is taken)."""
 
 
 def build_model(

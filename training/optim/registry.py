@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.optim.optimizer import ParamsT
 
-from training.registry import Registry
+from precision.common.registry import Registry
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,31 +55,13 @@ def _accepted_kwargs(cls: type[torch.optim.Optimizer]) -> set[str]:
     return {n for n, p in signature.items() if p.kind in kinds and n not in skip}
 
 
-OPTIMIZERS: Registry[OptimizerInfo] = Registry("optimizer")
+OPTIMIZERS: Registry[OptimizerInfo] = Registry("optimizer", lower_case=True)
 
 
-def register_optimizer(info: OptimizerInfo) -> OptimizerInfo:
-    """Add an optimizer preset to the registry.
-
-    Args:
-        info: the preset.
-
-    Returns:
-        ``info``.
-
-    Raises:
-        DuplicateNameError: if the name is taken.
-    """
-    return OPTIMIZERS.register(info)
-
-
-def get_optimizer_info(name: str) -> OptimizerInfo:
-    """Return the preset called ``name``.
-
-    Raises:
-        UnknownNameError: if no such preset is registered.
-    """
-    return OPTIMIZERS.get(name)
+register_optimizer = OPTIMIZERS.register
+"""Add an optimizer preset to the registry; returns it (DuplicateNameError if taken)."""
+get_optimizer_info = OPTIMIZERS.get
+"""The preset called ``name`` (UnknownNameError if none)."""
 
 
 def build_optimizer(

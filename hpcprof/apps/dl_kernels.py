@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
+from hpcprof.apps.device import timed
 from hpcprof.records import Precision
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ def _forward_backward(
     """Time ``op(x, w)`` forward and backward at ``precision`` (float64 operands given),
     then return the largest relative error of output and gradients vs float64."""
     import torch
-
-    from hpcprof.apps.cuda import timed
 
     dtype = getattr(torch, real_dtype(precision))
 
