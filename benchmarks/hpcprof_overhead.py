@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from hpcprof.backends.timer import TimerBackend
-from hpcprof.config import RunConfig, SizeScale
-from hpcprof.host import collect_host
-from hpcprof.records import Metric, Precision
-from hpcprof.runner import measure
-from hpcprof.tasks import builtin_tasks
+from hpcprof.results.records import Metric, Precision
+from hpcprof.run.config import RunConfig, SizeScale
+from hpcprof.run.host import collect_host
+from hpcprof.run.runner import measure
+from hpcprof.run.tasks import builtin_tasks
 from precision.common.files import atomic_write_text
 
 APP = "triad-c"

@@ -5,6 +5,6 @@ file under a counter backend (LIKWID, perf, callgrind or a plain timer) and reco
 and precision, the executed FP64/FP32 operations, time, bytes and a self-check error.
 """
 
-from hpcprof.records import SCHEMA_VERSION, Measurement, Metric, Precision, Sample
+from hpcprof.results.records import SCHEMA_VERSION, Measurement, Metric, Precision, Sample
 
 __all__ = ["SCHEMA_VERSION", "Measurement", "Metric", "Precision", "Sample"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "reference" / "hpcprof"
-HPCPROF = [sys.executable, "-m", "hpcprof.cli"]
+HPCPROF = [sys.executable, "-m", "hpcprof.cli.main"]
 # NumPy kernels counted under callgrind (torch ones take minutes to import under valgrind)
 CALLGRIND_PY_APPS = ("triad", "gemm", "cg", "stencil", "md", "lookup", "fft")
 LINALG_APPS = ("glu", "rqr", "caqr", "krr")
@@ -103,7 +103,7 @@ def _bound_sections(scratch: Path, quick: bool) -> list[tuple[str, str]]:
     except BackendError as exc:
         print(f"skipped: bound vs LIKWID MEM traffic ({exc})")
     else:
-        from hpcprof.traffic import markdown, measure_likwid
+        from hpcprof.analysis.traffic import markdown, measure_likwid
 
         points = [measure_likwid("gemm-c", n, "MEM") for n in (256, 512, 1024)]
         sections.append((LIKWID_TITLE, markdown(points) + "\n"))
@@ -148,7 +148,7 @@ def _tsqr_table() -> str:
 def _traffic(scratch: Path, quick: bool) -> str:
     """Bound vs measured for GEMM (C and NumPy), MD and the training kernels (torch runs
     take minutes each under valgrind: one memory size only)."""
-    from hpcprof.traffic import markdown, measure, plot
+    from hpcprof.analysis.traffic import markdown, measure, plot
 
     runs = [("gemm-c", 64), ("gemm-c", 128)]
     if not quick:

@@ -12,7 +12,7 @@ import sys
 from hpcprof.apps import APPS
 from hpcprof.apps.base import PROTOCOL_PREFIX, RANK_PREFIX, Region
 from hpcprof.apps.device import DeviceUnavailable
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 
 def _marker() -> object | None:

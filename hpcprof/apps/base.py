@@ -17,7 +17,7 @@ from enum import Enum
 from types import TracebackType
 from typing import Any
 
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 PROTOCOL_PREFIX = "hpcprof:"
 """Built-in programs print one line ``hpcprof: check_error=<e> kernel_s=<t>`` on stdout."""

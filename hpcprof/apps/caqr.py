@@ -25,7 +25,7 @@ import numpy as np
 
 from hpcprof.apps.base import AppInfo, AppKind, Kernel, Region, real_dtype
 from hpcprof.apps.linalg import Arith, Round, orthogonality, qr_flops
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 COLUMNS = 16
 BLOCKS = 8

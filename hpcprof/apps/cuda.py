@@ -16,7 +16,7 @@ import numpy as np
 from hpcprof.apps import dl_kernels, gemm, stream
 from hpcprof.apps.base import AppInfo, AppKind, Device, Kernel, Region, real_dtype
 from hpcprof.apps.device import cuda_device, timed
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 
 def gemm_cuda_kernel(n: int, precision: Precision, region: Region) -> float:

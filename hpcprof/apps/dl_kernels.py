@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
 from hpcprof.apps.device import timed
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 if TYPE_CHECKING:
     import torch

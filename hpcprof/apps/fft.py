@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 
 def fft_kernel(n: int, precision: Precision, region: Region) -> float:

@@ -20,7 +20,7 @@ import numpy as np
 
 from hpcprof.apps.base import AppInfo, AppKind, Kernel, Region, real_dtype
 from hpcprof.apps.linalg import Arith, Round
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 DIM = 4
 CLUSTERS = 4

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 NUCLIDES = 68  # XSBench "small"
 GRID_POINTS = 1000

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 STEPS = 10
 DT = 0.005

@@ -22,7 +22,7 @@ import numpy as np
 
 from hpcprof.apps.base import AppInfo, AppKind, Region, real_dtype
 from hpcprof.apps.linalg import Arith, Round, orthogonality, qr_flops
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 GAP = 1e-6
 ORTH_TOL = 1e-4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hpcprof.apps.base import AppInfo, AppKind, Region, c_twin, real_dtype
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 SWEEPS = 10
 

@@ -9,7 +9,7 @@ from hpcprof.backends.ncu import NcuBackend
 from hpcprof.backends.perf import PerfBackend
 from hpcprof.backends.timer import TimerBackend
 from hpcprof.errors import BackendError, UnknownNameError
-from hpcprof.records import HostInfo
+from hpcprof.results.records import HostInfo
 from precision.common.registry import Registry
 
 AUTO = "auto"

@@ -2,7 +2,7 @@
 
 A backend is small: :meth:`Backend.available` says whether it works on this machine (and
 why not), :meth:`Backend.wrap` turns an app's command into the measured command, and
-:meth:`Backend.collect` reads the tool's output into :class:`~hpcprof.records.Sample`
+:meth:`Backend.collect` reads the tool's output into :class:`~hpcprof.results.records.Sample`
 records. The parsing itself lives in pure module-level functions tested on captured output.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcprof.records import HostInfo, Sample
+from hpcprof.results.records import HostInfo, Sample
 
 
 @dataclass(frozen=True, kw_only=True)

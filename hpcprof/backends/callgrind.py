@@ -32,9 +32,9 @@ from pathlib import Path
 
 from hpcprof.backends.base import Availability, Backend, Job, tool_output
 from hpcprof.backends.x86 import disassemble, scan_disassembly
-from hpcprof.build import build_marker, cache_dir
 from hpcprof.errors import BackendError, ParseError
-from hpcprof.records import Metric, Precision, Sample, SampleStatus
+from hpcprof.results.records import Metric, Precision, Sample, SampleStatus
+from hpcprof.run.build import build_marker, cache_dir
 
 _COST = re.compile(r"^[0-9+\-*]")
 _NAMED = re.compile(r"^\((?P<id>\d+)\)(?:\s+(?P<name>.*))?$")

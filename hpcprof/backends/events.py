@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from hpcprof.records import HostInfo, Precision
+from hpcprof.results.records import HostInfo, Precision
 
 _WIDTHS = {"SCALAR": 1, "128B_PACKED": 2, "256B_PACKED": 4, "512B_PACKED": 8}
 

@@ -37,7 +37,7 @@ from hpcprof.backends.likwid_output import (  # noqa: F401 (re-exported)
     parse_likwid,
 )
 from hpcprof.errors import BackendError
-from hpcprof.records import Metric, Precision, Sample, SampleStatus
+from hpcprof.results.records import Metric, Precision, Sample, SampleStatus
 
 GROUPS = ("FLOPS_DP", "FLOPS_SP", "MEM")
 

@@ -24,7 +24,7 @@ from types import MappingProxyType
 
 from hpcprof.backends.base import Availability, Backend, Job, tool_output
 from hpcprof.errors import BackendError, ParseError
-from hpcprof.records import Metric, Sample, SampleStatus
+from hpcprof.results.records import Metric, Sample, SampleStatus
 
 _OPS = ("add", "mul", "fma")
 _WIDTHS = {"d": Metric.FP64_FLOP, "f": Metric.FP32_FLOP, "h": Metric.FP16_FLOP}

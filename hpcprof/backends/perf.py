@@ -24,7 +24,7 @@ from hpcprof.backends.events import (
     separability,
 )
 from hpcprof.errors import BackendError
-from hpcprof.records import Metric, Precision, Sample, SampleStatus
+from hpcprof.results.records import Metric, Precision, Sample, SampleStatus
 
 _MISSING = {
     "<not counted>": SampleStatus.NOT_COUNTED,

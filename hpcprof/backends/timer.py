@@ -6,7 +6,7 @@ Every FP count from this backend is missing (None), never 0.
 from __future__ import annotations
 
 from hpcprof.backends.base import Availability, Backend, Job
-from hpcprof.records import Sample
+from hpcprof.results.records import Sample
 
 
 class TimerBackend(Backend):

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hpcprof.errors import BackendError
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 _ARITH = r"(?:add|sub|mul|div|min|max|sqrt|rcp|rsqrt|rcp14|rsqrt14|hadd|hsub|addsub)"
 _FMA = r"(?:f(?:n?m(?:add|sub)|maddsub|msubadd)(?:132|213|231)?)"

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from hpcprof.apps import APPS
 from hpcprof.apps.base import AppKind, Region, parse_protocol
-from hpcprof.build import build, find_compiler
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
+from hpcprof.run.build import build, find_compiler
 
 PRECISIONS = [Precision.FLOAT64, Precision.FLOAT32]
 PY_APPS = [n for n, i in APPS.items() if i.kind is not AppKind.C and i.default_run]

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hpcprof.bits import BitsPoint, needed_bits, result, sweep
-from hpcprof.cli import main
-from hpcprof.emulate import EMULATIONS, emulation
+from hpcprof.analysis.bits import BitsPoint, needed_bits, result, sweep
+from hpcprof.analysis.emulate import EMULATIONS, emulation
+from hpcprof.cli.main import main
 from hpcprof.errors import UnknownNameError
 
 COARSE = (20, 24, 28, 32, 36, 40, 44, 48, 52)

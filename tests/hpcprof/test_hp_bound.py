@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hpcprof.bound import LoopNest, NestError, Policy, lower_bound, simulate, tiled_traffic
-from hpcprof.cli import main
-from hpcprof.nests import NESTS, load_nest, nest_info
+from hpcprof.analysis.bound import LoopNest, NestError, Policy, lower_bound, simulate, tiled_traffic
+from hpcprof.analysis.nests import NESTS, load_nest, nest_info
+from hpcprof.cli.main import main
 
 ITT = 1 / (2 * math.sqrt(2))  # Irony-Toledo-Tiskin: words >= n^3 / (2 sqrt 2 sqrt M) - M
 

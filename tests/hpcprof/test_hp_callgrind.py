@@ -11,14 +11,14 @@ from hypothesis import strategies as st
 
 from hpcprof.backends.callgrind import CallgrindBackend, parse_callgrind
 from hpcprof.backends.x86 import classify
-from hpcprof.build import find_compiler
-from hpcprof.config import RunConfig
-from hpcprof.host import collect_host
-from hpcprof.records import Metric, Precision, RunStatus, SampleStatus
-from hpcprof.report import summarize
-from hpcprof.runner import builtin_tasks, measure
-from hpcprof.store import to_frame
-from hpcprof.tasks import Task
+from hpcprof.results.records import Metric, Precision, RunStatus, SampleStatus
+from hpcprof.results.report import summarize
+from hpcprof.results.store import to_frame
+from hpcprof.run.build import find_compiler
+from hpcprof.run.config import RunConfig
+from hpcprof.run.host import collect_host
+from hpcprof.run.runner import builtin_tasks, measure
+from hpcprof.run.tasks import Task
 
 needs_valgrind = pytest.mark.skipif(
     shutil.which("valgrind") is None or shutil.which("objdump") is None or find_compiler() is None,
@@ -136,7 +136,7 @@ def test_packed_flops_are_lanes_times_fma_factor(
 
 def _gemm_task(tmp_path: Path, script: str | None, n: int, region: str = "hpcprof_kernel") -> Task:
     """gemm-c (float64) started directly or through a shell ``script`` ("$@" = the program)."""
-    from hpcprof.build import build
+    from hpcprof.run.build import build
 
     binary = str(build("gemm.c", Precision.FLOAT64))
     prefix: list[str] = []

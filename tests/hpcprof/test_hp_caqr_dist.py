@@ -62,8 +62,8 @@ def test_distributed_tsqr_factors_and_counts_traffic(tmp_path: Path) -> None:
 
 
 def _run_across_ranks(tmp_path: Path, launcher: str, ranks: int, app: str) -> pd.DataFrame:
-    from hpcprof.cli import main
-    from hpcprof.store import read_run
+    from hpcprof.cli.main import main
+    from hpcprof.results.store import read_run
 
     out = tmp_path / f"{launcher}-{ranks}-{app}"
     result = CliRunner().invoke(

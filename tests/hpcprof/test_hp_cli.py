@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from hpcprof.apps import APPS
-from hpcprof.cli import main
+from hpcprof.cli.main import main
 
 
 def test_list_names_every_app() -> None:

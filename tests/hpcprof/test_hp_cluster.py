@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from hpcprof.config import RunConfig, SizeScale
 from hpcprof.errors import LaunchError
-from hpcprof.launchers import Launcher, LauncherKind
-from hpcprof.records import Precision
-from hpcprof.store import read_run
+from hpcprof.results.records import Precision
+from hpcprof.results.store import read_run
+from hpcprof.run.config import RunConfig, SizeScale
+from hpcprof.run.launchers import Launcher, LauncherKind
 
 
 def test_launchers_wrap_argument_lists() -> None:
@@ -34,7 +34,7 @@ def test_missing_launcher_program_is_reported(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_submit_without_submitit_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hpcprof.slurm import SlurmConfig, submit_study
+    from hpcprof.run.slurm import SlurmConfig, submit_study
 
     monkeypatch.setitem(sys.modules, "submitit", None)  # import now raises ImportError
     with pytest.raises(LaunchError, match=r"submitit>=1\.5"):
@@ -48,7 +48,7 @@ def test_slurm_suite_gathers_one_run(
     local_slurm: dict[str, str], tmp_path: Path, array: bool
 ) -> None:
     pytest.importorskip("submitit", reason="submitit not installed (optional extra 'slurm')")
-    from hpcprof.slurm import SlurmConfig, submit_study
+    from hpcprof.run.slurm import SlurmConfig, submit_study
 
     config = RunConfig(
         apps=("triad", "gemm"),

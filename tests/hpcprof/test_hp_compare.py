@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from hpcprof.apps import APPS, Device
 from hpcprof.apps.base import Region
-from hpcprof.cli import main
-from hpcprof.records import Precision
+from hpcprof.cli.main import main
+from hpcprof.results.records import Precision
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_compare_prints_ratios_and_draws_roofline(run_dir: Path) -> None:
 
 
 def test_compare_measured_host_reports_fraction(run_dir: Path) -> None:
-    from hpcprof import hostpeak
+    from hpcprof.machines import hostpeak
 
     probe = hostpeak.PeakProbe(gemm_size=96, triad_size=100_000, repeats=1)
     host = hostpeak.measure_host(probe)
@@ -63,7 +63,7 @@ def _has_cuda() -> bool:
 def test_cuda_app_on_cpu_only_host_is_a_recorded_failure(run_dir: Path) -> None:
     if _has_cuda():
         pytest.skip("a CUDA device exists; the GPU test covers this app")
-    from hpcprof.store import read_run
+    from hpcprof.results.store import read_run
 
     frame, _ = read_run(run_dir)
     rows = frame[frame["app"] == "gemm-cuda"]

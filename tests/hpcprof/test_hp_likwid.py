@@ -12,7 +12,7 @@ from hp_data import fixture_text
 from hpcprof.backends.base import Job
 from hpcprof.backends.likwid import LikwidBackend, TableKind, parse_likwid, samples_from_likwid
 from hpcprof.errors import BackendError
-from hpcprof.records import HostInfo, Metric, Sample, SampleStatus
+from hpcprof.results.records import HostInfo, Metric, Sample, SampleStatus
 
 D = "likwid-perfctr/"
 
@@ -226,8 +226,8 @@ def test_counters_that_parse_to_nothing_are_an_error(tmp_path: Path, group: str,
 
 def test_likwid_pins_as_many_cores_as_the_app_has_threads(tmp_path: Path) -> None:
     from hpcprof.apps.external import load_suite
-    from hpcprof.config import RunConfig
-    from hpcprof.tasks import suite_tasks
+    from hpcprof.run.config import RunConfig
+    from hpcprof.run.tasks import suite_tasks
 
     suite = load_suite(Path(__file__).resolve().parents[2] / "hpcprof/suites/ecp_proxies.toml")
     tasks = {t.app: t for t in suite_tasks(suite, RunConfig())}
@@ -240,8 +240,8 @@ def test_likwid_pins_as_many_cores_as_the_app_has_threads(tmp_path: Path) -> Non
     assert pinned[pinned.index("-C") + 1] == "5"  # an explicit --cpus wins
     with pytest.raises(BackendError, match="runs 16 threads but only 8 CPUs"):
         backend.wrap(["./a"], Job(scratch=tmp_path, pass_name="MEM", threads=16))
-    from hpcprof.records import RunStatus
-    from hpcprof.runner import measure
+    from hpcprof.results.records import RunStatus
+    from hpcprof.run.runner import measure
 
     m = measure(replace(tasks["xsbench"], threads=16), backend, 0, None)
     assert m.status is RunStatus.LAUNCH_ERROR and "16 threads" in m.stderr_tail

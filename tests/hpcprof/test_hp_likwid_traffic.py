@@ -17,7 +17,7 @@ from hpcprof.backends.likwid import (
     require_traffic_counters,
     traffic_bytes,
 )
-from hpcprof.cli import main
+from hpcprof.cli.main import main
 from hpcprof.errors import BackendError
 
 D = "likwid-perfctr/"
@@ -112,7 +112,7 @@ def test_live_likwid_mem_traffic_is_at_least_the_bound() -> None:
     reason = _likwid_reason()
     if reason is not None:
         pytest.skip(f"no live likwid traffic: {reason}")
-    from hpcprof.traffic import markdown, measure_likwid
+    from hpcprof.analysis.traffic import markdown, measure_likwid
 
     point = measure_likwid("gemm-c", 512, "MEM")  # 3 x 2 MiB of float64, beyond most LLC shares
     # any execution moves at least the bound, less what a warm or unflushed cache hides (2M)

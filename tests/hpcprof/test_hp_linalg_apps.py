@@ -11,11 +11,11 @@ import pytest
 import scipy.linalg
 from click.testing import CliRunner
 
+from hpcprof.analysis.emulate import EMULATIONS
 from hpcprof.apps import APPS, caqr, glu, krr, rqr
 from hpcprof.apps.linalg import Arith, orthogonality
-from hpcprof.cli import main
-from hpcprof.emulate import EMULATIONS
-from hpcprof.records import Precision
+from hpcprof.cli.main import main
+from hpcprof.results.records import Precision
 
 NEW = ("glu", "glu-srht", "rqr", "caqr", "caqr-flat", "krr", "krr-kmeans")
 

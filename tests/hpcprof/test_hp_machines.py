@@ -9,12 +9,12 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hpcprof.analysis import Bound, Width, Work, attainable, ceiling, predict, time_ratio
+from hpcprof.analysis.predict import Bound, Width, Work, attainable, ceiling, predict, time_ratio
 from hpcprof.apps import APPS
-from hpcprof.cli import main
+from hpcprof.cli.main import main
 from hpcprof.errors import MachineFileError, UnknownNameError
-from hpcprof.machine_data import MACHINES
-from hpcprof.machines import Machine, MachineKind, Memory, MemoryKind, Peak, load_machines
+from hpcprof.machines.data import MACHINES
+from hpcprof.machines.model import Machine, MachineKind, Memory, MemoryKind, Peak, load_machines
 
 KNL, KNM = MACHINES["knl-7250"], MACHINES["knm-7295"]
 

@@ -18,8 +18,8 @@ from hpcprof.backends.ncu import (
     totals,
 )
 from hpcprof.errors import ParseError
-from hpcprof.host import collect_host
-from hpcprof.records import Metric, SampleStatus
+from hpcprof.results.records import Metric, SampleStatus
+from hpcprof.run.host import collect_host
 
 TEXT = "ncu/ncu_text_sol_launch_occupancy_plus_metrics_ffma_dram_g2bmm_origin.txt"
 CSV = "ncu/nv-nsight-cu-cli_2020_csv_ffma_v100_tf_EXCERPT_first_19_rows.txt"

@@ -6,7 +6,7 @@ import pytest
 from hp_data import fixture_text
 
 from hpcprof.backends.perf import PerfCount, flops_from_counts, parse_perf_csv, parse_perf_text
-from hpcprof.records import Metric, SampleStatus
+from hpcprof.results.records import Metric, SampleStatus
 
 D = "perf-stat/"
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from hpcprof.analysis import compare, skipped, why_no_work, work_of
-from hpcprof.cli import main
-from hpcprof.host import collect_host
-from hpcprof.machine_data import MACHINES
-from hpcprof.records import Measurement, Metric, Precision, RunStatus, Sample, SampleStatus
-from hpcprof.report import SummaryRow, markdown, summarize
-from hpcprof.store import to_frame, write_run
+from hpcprof.analysis.predict import compare, skipped, why_no_work, work_of
+from hpcprof.cli.main import main
+from hpcprof.machines.data import MACHINES
+from hpcprof.results.records import Measurement, Metric, Precision, RunStatus, Sample, SampleStatus
+from hpcprof.results.report import SummaryRow, markdown, summarize
+from hpcprof.results.store import to_frame, write_run
+from hpcprof.run.host import collect_host
 
 
 def _row(precision: Precision, *samples: Sample, app: str = "app") -> SummaryRow:
@@ -168,7 +168,7 @@ def test_compare_on_external_suite_run_says_what_it_skipped(tmp_path: Path) -> N
 
 
 def test_roofline_axis_holds_every_point_and_legend_covers_none() -> None:
-    from hpcprof.roofline import roofline_figure
+    from hpcprof.analysis.roofline import roofline_figure
 
     def placed(app: str, gflops: float, intensity: float, source: str) -> SummaryRow:
         return SummaryRow(
@@ -197,7 +197,7 @@ def test_roofline_axis_holds_every_point_and_legend_covers_none() -> None:
 
 
 def test_fp64_share_plot_labels_every_bar_with_its_provenance() -> None:
-    from hpcprof.report import fp64_share_figure
+    from hpcprof.results.report import fp64_share_figure
 
     rows = [
         _row(Precision.FLOAT64, _s(Metric.FP64_FLOP, 3e9, "callgrind"),

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hpcprof.host import collect_host
-from hpcprof.records import Measurement, Metric, Precision, RunStatus, Sample, SampleStatus
-from hpcprof.store import read_run, write_run
+from hpcprof.results.records import Measurement, Metric, Precision, RunStatus, Sample, SampleStatus
+from hpcprof.results.store import read_run, write_run
+from hpcprof.run.host import collect_host
 
 
 def test_round_trip_keeps_missing_as_nan(tmp_path: Path) -> None:

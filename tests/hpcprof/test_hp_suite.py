@@ -9,11 +9,11 @@ import pytest
 
 from hpcprof.apps.external import load_suite
 from hpcprof.backends.timer import TimerBackend
-from hpcprof.config import RunConfig
 from hpcprof.errors import SuiteError
-from hpcprof.host import collect_host
-from hpcprof.records import Metric, RunStatus
-from hpcprof.runner import run_tasks, suite_tasks
+from hpcprof.results.records import Metric, RunStatus
+from hpcprof.run.config import RunConfig
+from hpcprof.run.host import collect_host
+from hpcprof.run.runner import run_tasks, suite_tasks
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hpcprof" / "suites" / "ecp_proxies.toml"
 

@@ -9,10 +9,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hpcprof.build import find_compiler
-from hpcprof.cli import main
+from hpcprof.analysis.traffic import (
+    TARGETS,
+    cache_args,
+    markdown,
+    measure,
+    parse_totals,
+    plot,
+    words_moved,
+)
+from hpcprof.cli.main import main
 from hpcprof.errors import BackendError
-from hpcprof.traffic import TARGETS, cache_args, markdown, measure, parse_totals, plot, words_moved
+from hpcprof.run.build import find_compiler
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "callgrind"
 needs_valgrind = pytest.mark.skipif(
@@ -85,7 +93,7 @@ def test_every_target_is_a_registered_app_and_plot(tmp_path: Path) -> None:
     assert set(TARGETS) <= set(APPS)
     for t in TARGETS.values():
         assert t.nest(4).iterations > 0
-    from hpcprof.traffic import TrafficPoint
+    from hpcprof.analysis.traffic import TrafficPoint
 
     pts = [TrafficPoint(app="gemm-c", nest="matmul", size=s, memory=1024, precision="float64",
                         measured_words=2.0 * s**3, bound_words=float(s**3), tiled_words=1,
@@ -98,8 +106,8 @@ def test_every_target_is_a_registered_app_and_plot(tmp_path: Path) -> None:
 def test_one_region_shim_serves_counting_and_traffic() -> None:
     import ctypes
 
-    from hpcprof.build import build_marker
-    from hpcprof.traffic import toggle_library
+    from hpcprof.analysis.traffic import toggle_library
+    from hpcprof.run.build import build_marker
 
     lib = ctypes.CDLL(str(build_marker()))
     for symbol in ("hpcprof_enter", "hpcprof_leave", "hpcprof_region_start", "hpcprof_toggle"):

@@ -10,7 +10,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from hpcprof.records import HostInfo
+from hpcprof.results.records import HostInfo
 
 _TOOLS: dict[str, list[str]] = {
     "cc": ["cc", "--version"],

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from hpcprof.apps.external import load_suite
 from hpcprof.backends import select_backend
-from hpcprof.config import RunConfig
-from hpcprof.host import collect_host
-from hpcprof.runner import Progress, run_tasks
-from hpcprof.store import new_run_id, write_run
-from hpcprof.tasks import builtin_tasks, suite_tasks
+from hpcprof.results.store import new_run_id, write_run
+from hpcprof.run.config import RunConfig
+from hpcprof.run.host import collect_host
+from hpcprof.run.runner import Progress, run_tasks
+from hpcprof.run.tasks import builtin_tasks, suite_tasks
 
 
 def run_study(config: RunConfig, progress: Progress | None = None) -> Path:

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from hpcprof.errors import BuildError
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 # Portable x86-64 baseline on purpose: valgrind cannot run AVX-512 code, and a binary built
 # with -march=native would die under the callgrind backend on AVX-512 machines.
@@ -157,7 +157,7 @@ MARKER_FLAGS: tuple[str, ...] = ("-O0", "-shared", "-fPIC")
 
 def build_marker(compiler: str | None = None) -> Path:
     """Path of the region shim (``hp_marker.c``), compiled if not cached: the markers the
-    callgrind backend zeroes and dumps at, and the collection toggle of hpcprof.traffic.
+    callgrind backend zeroes and dumps at, and the collection toggle of hpcprof.analysis.traffic.
 
     Raises:
         BuildError: no compiler, or the compile failed.

@@ -1,6 +1,6 @@
 """Run apps under a backend: warm-up, repetitions, pinning, timeouts, one record per run.
 
-A crashing or hanging app becomes a :class:`~hpcprof.records.Measurement` with its status
+A crashing or hanging app becomes a :class:`~hpcprof.results.records.Measurement` with its status
 and the tail of its stderr, and the suite goes on. Nothing here prints; progress goes to an
 optional callback.
 """
@@ -23,11 +23,11 @@ from pathlib import Path
 
 from hpcprof.apps.base import parse_protocol, parse_rank_lines
 from hpcprof.backends import Backend, Job
-from hpcprof.config import RunConfig
 from hpcprof.errors import HpcprofError
-from hpcprof.launchers import Launcher
-from hpcprof.records import Measurement, Metric, RunStatus, Sample
-from hpcprof.tasks import Task, builtin_tasks, suite_tasks  # noqa: F401 (re-exported)
+from hpcprof.results.records import Measurement, Metric, RunStatus, Sample
+from hpcprof.run.config import RunConfig
+from hpcprof.run.launchers import Launcher
+from hpcprof.run.tasks import Task, builtin_tasks, suite_tasks  # noqa: F401 (re-exported)
 
 Progress = Callable[[int, int, str], None]
 """progress(done, total, label) is called before each measurement."""

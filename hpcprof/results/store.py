@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from hpcprof.errors import StoreError
-from hpcprof.records import SCHEMA_VERSION, HostInfo, Measurement
+from hpcprof.results.records import SCHEMA_VERSION, HostInfo, Measurement
 from precision.common.files import atomic_write, atomic_write_text
 
 COLUMNS = (

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
-from hpcprof.launchers import Launcher, LauncherKind
-from hpcprof.records import SCHEMA_VERSION, Precision
+from hpcprof.results.records import SCHEMA_VERSION, Precision
+from hpcprof.run.launchers import Launcher, LauncherKind
 
 
 class SizeScale(Enum):
@@ -33,7 +33,7 @@ class RunConfig:
         cpus: CPUs to pin each run to, or None.
         suite: path of an external suite file, or None.
         out_dir: parent directory of run directories.
-        launcher: ``local``, ``mpirun`` or ``srun`` (see :mod:`hpcprof.launchers`).
+        launcher: ``local``, ``mpirun`` or ``srun`` (see :mod:`hpcprof.run.launchers`).
         ranks: processes per run under mpirun/srun.
     """
 
@@ -67,7 +67,7 @@ class RunConfig:
             raise ValueError("precisions: choose from float64, float32")
 
     def launch(self) -> Launcher:
-        """The :class:`~hpcprof.launchers.Launcher` of this config.
+        """The :class:`~hpcprof.run.launchers.Launcher` of this config.
 
         Raises:
             ValueError: bad rank count for the launcher.

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from hpcprof.machines import Machine, MemoryKind, Peak
-from hpcprof.report import SummaryRow
+from hpcprof.machines.model import Machine, MemoryKind, Peak
+from hpcprof.results.report import SummaryRow
 
 MODEL = (
     "T = max(W64/P64 + W32/P32 + W16/P16, Q/BW): FLOPs of each width at that width's peak, "
@@ -256,7 +256,7 @@ def compare(
     """Roofline placement and predictions of every summary row on every machine.
 
     Args:
-        rows: summary rows of a run (:func:`hpcprof.report.summarize`).
+        rows: summary rows of a run (:func:`hpcprof.results.report.summarize`).
         machines: machines to compare; ratios are relative to the first.
         host: the measuring host with measured ceilings, for the fraction of its roofline
             each run achieved (None: not reported).

@@ -1,7 +1,7 @@
 """Typed, immutable, schema-versioned records of one profiling run.
 
 Records stay as frozen dataclasses inside the library; they become a tidy pandas table
-(one row per app x precision x repetition x metric) only in :mod:`hpcprof.store`.
+(one row per app x precision x repetition x metric) only in :mod:`hpcprof.results.store`.
 Missing values are ``None`` with a :class:`SampleStatus` saying why, never 0, and every
 sample names the backend (or method: ``analytic``, ``app``) that produced it.
 """

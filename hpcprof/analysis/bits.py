@@ -1,6 +1,6 @@
 """How many mantissa bits does an app need? Sweep emulated formats, find the fewest that pass.
 
-For each app with an emulated version (:mod:`hpcprof.emulate`) the sweep reruns it with
+For each app with an emulated version (:mod:`hpcprof.analysis.emulate`) the sweep reruns it with
 every format ``e11m{m}`` (11 exponent bits like float64, ``m`` stored mantissa bits) for
 ``m`` in a range (default 20..52), plus float32 and bfloat16, and records the self-check
 error. The bits needed at a tolerance are the smallest ``m`` such that every swept
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hpcprof.emulate import EmulationInfo, emulation
-from hpcprof.report import format_cell
+from hpcprof.analysis.emulate import EmulationInfo, emulation
+from hpcprof.results.report import format_cell
 
 if TYPE_CHECKING:  # the precision package imports torch: load it only when sweeping
     from precision.formats import FloatFormat

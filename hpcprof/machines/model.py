@@ -1,7 +1,7 @@
 """Machine models as data: core counts, clocks, peak FLOP/s per width and memory bandwidths.
 
 A :class:`Machine` is one frozen record; the built-in ones live in
-:mod:`hpcprof.machine_data` with the datasheet each number comes from. Users add machines
+:mod:`hpcprof.machines.data` with the datasheet each number comes from. Users add machines
 from a TOML file (:func:`load_machines`); the measuring host is described on request by
 :func:`host_machine`, with its ceilings measured by the built-in GEMM and triad kernels.
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hpcprof.cli_common import UsageError, name_int_pairs, reported
+from hpcprof.cli.common import UsageError, name_int_pairs, reported
 
 if TYPE_CHECKING:
-    from hpcprof.traffic import TrafficPoint
+    from hpcprof.analysis.traffic import TrafficPoint
 
 DEFAULT_MEMORY = (32768,)
 
@@ -20,8 +20,8 @@ DEFAULT_MEMORY = (32768,)
 def bound_table(names: tuple[str, ...], files: tuple[str, ...], overrides: dict[str, int],
                 memories: tuple[int, ...]) -> str:  # fmt: skip
     """Markdown table of bounds and tilings (library errors propagate)."""
-    from hpcprof.bound import NestError, lower_bound
-    from hpcprof.nests import NESTS, load_nest, nest_info
+    from hpcprof.analysis.bound import NestError, lower_bound
+    from hpcprof.analysis.nests import NESTS, load_nest, nest_info
 
     nests = []
     for name in names or (() if files else tuple(NESTS)):
@@ -53,8 +53,8 @@ def _measure(requests: list[tuple[str, int]], memories: tuple[int, ...], traffic
              group: str) -> list[TrafficPoint]:  # fmt: skip
     """Traffic points: one per app, size and M under callgrind, one per app and size under
     likwid (M is the hardware cache). likwid missing or without counters: exit 2."""
+    from hpcprof.analysis.traffic import measure, measure_likwid
     from hpcprof.errors import BackendError
-    from hpcprof.traffic import measure, measure_likwid
 
     if traffic == "callgrind":
         return [measure(app, size, m) for app, size in requests for m in memories]
@@ -127,10 +127,10 @@ def bound(nests: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, 
 
     NESTS are built-in names (default: all); see --list.
     """
-    from hpcprof.store import write_text
+    from hpcprof.results.store import write_text
 
     if list_only:
-        from hpcprof.nests import NESTS
+        from hpcprof.analysis.nests import NESTS
 
         for info in NESTS.values():
             loops = " ".join(f"{n}={b}" for n, b in info.loops)
@@ -148,7 +148,7 @@ def bound(nests: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, 
         except BackendError as exc:
             raise UsageError(f"--traffic likwid: {exc}") from None
     if requests and traffic == "callgrind":
-        from hpcprof.traffic import check_request
+        from hpcprof.analysis.traffic import check_request
 
         for app, _ in requests:
             for m in memories:
@@ -165,7 +165,7 @@ def bound(nests: tuple[str, ...], files: tuple[str, ...], overrides: tuple[str, 
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "bound.md", text)
     if requests:
-        from hpcprof.traffic import markdown, plot
+        from hpcprof.analysis.traffic import markdown, plot
 
         points = _measure(requests, memories, traffic, likwid_group)
         table = markdown(points)

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcprof.analysis import MODEL, CompareRow, Skipped, Width, ceiling
-from hpcprof.machines import Machine, MemoryKind, Peak
-from hpcprof.report import SummaryRow, format_cell
+from hpcprof.analysis.predict import MODEL, CompareRow, Skipped, Width, ceiling
+from hpcprof.machines.model import Machine, MemoryKind, Peak
+from hpcprof.results.report import SummaryRow, format_cell
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

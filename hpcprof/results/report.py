@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from hpcprof.records import Metric, SampleStatus
+from hpcprof.results.records import Metric, SampleStatus
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -14,13 +14,13 @@ from typing import Any
 
 from hpcprof.apps.external import load_suite
 from hpcprof.backends import select_backend
-from hpcprof.config import RunConfig
 from hpcprof.errors import LaunchError
-from hpcprof.host import collect_host
-from hpcprof.records import Measurement, Metric, Precision, RunStatus, Sample
-from hpcprof.runner import Progress, run_tasks
-from hpcprof.store import new_run_id, write_run
-from hpcprof.tasks import builtin_tasks, suite_tasks
+from hpcprof.results.records import Measurement, Metric, Precision, RunStatus, Sample
+from hpcprof.results.store import new_run_id, write_run
+from hpcprof.run.config import RunConfig
+from hpcprof.run.host import collect_host
+from hpcprof.run.runner import Progress, run_tasks
+from hpcprof.run.tasks import builtin_tasks, suite_tasks
 
 
 @dataclass(frozen=True, kw_only=True)

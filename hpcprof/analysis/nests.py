@@ -17,7 +17,7 @@ bounds (users override any of them). A TOML file describes one nest::
     name = "A"
     indices = ["i", "j"]
     # storage = "X"    # optional: two index maps of one array share storage
-    # multiplicity = 9 # optional: see hpcprof.bound.Array
+    # multiplicity = 9 # optional: see hpcprof.analysis.bound.Array
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from hpcprof.bound import Array, LoopNest, NestError
+from hpcprof.analysis.bound import Array, LoopNest, NestError
 from hpcprof.errors import UnknownNameError
 from precision.common.tomlfile import load_toml
 

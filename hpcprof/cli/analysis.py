@@ -6,16 +6,16 @@ from pathlib import Path
 
 import click
 
-from hpcprof.bits import DEFAULT_TOLERANCE, MANTISSA_RANGE
-from hpcprof.cli_common import UsageError, name_int_pairs, reported
-from hpcprof.emulate import EMULATIONS
-from hpcprof.machines import Machine, MemoryKind
+from hpcprof.analysis.bits import DEFAULT_TOLERANCE, MANTISSA_RANGE
+from hpcprof.analysis.emulate import EMULATIONS
+from hpcprof.cli.common import UsageError, name_int_pairs, reported
+from hpcprof.machines.model import Machine, MemoryKind
 from precision.common.registry import Registry
 
 
 def _registry(machines_file: str | None) -> Registry[Machine]:
-    from hpcprof.machine_data import MACHINES
-    from hpcprof.machines import load_machines
+    from hpcprof.machines.data import MACHINES
+    from hpcprof.machines.model import load_machines
 
     return MACHINES if machines_file is None else MACHINES.merged(load_machines(machines_file))
 
@@ -33,7 +33,7 @@ _MACHINES_FILE = click.option(
 @reported
 def machines(machines_file: str | None) -> None:
     """List the machine models (built-in and from --machines-file) with their sources."""
-    from hpcprof.roofline import machines_markdown
+    from hpcprof.analysis.roofline import machines_markdown
 
     registry = _registry(machines_file)
     click.echo(machines_markdown([registry[n] for n in registry]), nl=False)
@@ -77,11 +77,11 @@ def compare(
 
     Writes compare.md (and roofline.png) into RUN_DIR and prints the markdown.
     """
-    from hpcprof.analysis import compare as compare_rows
-    from hpcprof.analysis import skipped
-    from hpcprof.report import summarize
-    from hpcprof.roofline import compare_markdown, machines_markdown, plot_roofline
-    from hpcprof.store import read_run, write_text
+    from hpcprof.analysis.predict import compare as compare_rows
+    from hpcprof.analysis.predict import skipped
+    from hpcprof.analysis.roofline import compare_markdown, machines_markdown, plot_roofline
+    from hpcprof.results.report import summarize
+    from hpcprof.results.store import read_run, write_text
 
     registry = _registry(machines_file)
     wanted = [n.strip() for n in names.split(",") if n.strip()]
@@ -93,7 +93,7 @@ def compare(
     summary = summarize(frame)
     host = None
     if measure_host:
-        from hpcprof.hostpeak import measure_host as measure
+        from hpcprof.machines.hostpeak import measure_host as measure
 
         host = measure()
         chosen.append(host)
@@ -149,8 +149,8 @@ def bits_needed(
     whose self-check error stays within --tolerance (plus float32 and bfloat16)."""
     import pandas as pd
 
-    from hpcprof.bits import markdown, plot, result, sweep
-    from hpcprof.store import write_text
+    from hpcprof.analysis.bits import markdown, plot, result, sweep
+    from hpcprof.results.store import write_text
 
     if min_bits > max_bits:
         raise UsageError(f"--min-bits {min_bits} is above --max-bits {max_bits}")

@@ -14,9 +14,9 @@ from pathlib import Path
 from hpcprof.apps import APPS
 from hpcprof.apps.base import AppInfo, AppKind
 from hpcprof.apps.external import ExternalApp, Suite
-from hpcprof.build import build
-from hpcprof.config import RunConfig, SizeScale
-from hpcprof.records import Metric, Precision, Sample
+from hpcprof.results.records import Metric, Precision, Sample
+from hpcprof.run.build import build
+from hpcprof.run.config import RunConfig, SizeScale
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""Measured memory traffic against the communication lower bound (:mod:`hpcprof.bound`).
+"""Measured memory traffic against the communication lower bound (:mod:`hpcprof.analysis.bound`).
 
 An app runs under ``valgrind --tool=callgrind --cache-sim=yes --simulate-wb=yes`` with the
 last-level cache set to M words (8-way, 64-byte lines; D1 an eighth of it), and only its
@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from hpcprof.analysis.bound import Array, LoopNest, lower_bound
+from hpcprof.analysis.nests import nest_info
 from hpcprof.apps import APPS
 from hpcprof.apps.base import AppKind
-from hpcprof.bound import Array, LoopNest, lower_bound
 from hpcprof.errors import BackendError, UnknownNameError
-from hpcprof.nests import nest_info
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 
 LINE = 64
 ASSOC = 8
@@ -42,7 +42,7 @@ ASSOC = 8
 
 @dataclass(frozen=True, kw_only=True)
 class Target:
-    """An app whose measured region is one loop nest of :mod:`hpcprof.nests`.
+    """An app whose measured region is one loop nest of :mod:`hpcprof.analysis.nests`.
 
     Args:
         app: built-in app name.
@@ -173,8 +173,8 @@ def toggle_library() -> Path:
     """
     import ctypes
 
-    from hpcprof.build import build_marker
     from hpcprof.errors import BuildError
+    from hpcprof.run.build import build_marker
 
     try:
         lib = build_marker()
@@ -191,7 +191,7 @@ _DRIVER = """
 import ctypes, sys
 from hpcprof.apps import APPS
 from hpcprof.apps.base import Region
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 lib = ctypes.CDLL(sys.argv[1])
 class Toggled(Region):
     def __enter__(self):
@@ -208,7 +208,7 @@ kernel(*args, Toggled())
 
 def _command(app: str, size: int, precision: Precision) -> tuple[list[str], list[str]]:
     """(valgrind options, program command) restricting collection to the measured region."""
-    from hpcprof.build import build
+    from hpcprof.run.build import build
 
     info = APPS[app]
     if info.kind is AppKind.C:
@@ -224,7 +224,7 @@ _LIKWID_DRIVER = """
 import sys, pylikwid
 from hpcprof.apps import APPS
 from hpcprof.apps.base import Region
-from hpcprof.records import Precision
+from hpcprof.results.records import Precision
 kernel, args = APPS[sys.argv[1]].kernel, (int(sys.argv[2]), Precision(sys.argv[3]))
 kernel(*args, Region())  # warm-up outside the marker region
 pylikwid.markerinit()
@@ -246,7 +246,7 @@ def _target(app: str) -> Target:
 
 def _child_env() -> dict[str, str]:
     """One BLAS/OpenMP thread, and this checkout importable in the measured child."""
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the directory holding hpcprof/
     return {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}  # fmt: skip
 
@@ -266,7 +266,7 @@ def measure_likwid(app: str, size: int, group: str = "MEM",
             size is missing, or the run failed.
     """
     from hpcprof.backends.likwid import FAST_LEVEL, cache_bytes, check_group, measure_traffic
-    from hpcprof.build import build
+    from hpcprof.run.build import build
 
     target = _target(app)
     check_group(group)

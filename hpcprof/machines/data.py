@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hpcprof.machines import Machine, MachineKind, Memory, MemoryKind, Peak, machine_registry
+from hpcprof.machines.model import Machine, MachineKind, Memory, MemoryKind, Peak, machine_registry
 
 _DDR4_2400_6CH = 6 * 19.2  # 6 channels x 2400 MT/s x 8 bytes = 115.2 GB/s
 _DDR4_2133_6CH = 102.4  # 6 channels x 2133 MT/s x 8 bytes

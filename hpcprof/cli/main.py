@@ -1,5 +1,5 @@
 """``hpcprof`` command line: list, backends, run, submit, report (compare and bits-needed
-live in :mod:`hpcprof.cli_analysis`).
+live in :mod:`hpcprof.cli.analysis`).
 
 Only the CLI modules print or exit. Library errors become one-line messages with exit
 status 2 (bad input) or 1 (a run that could not be done).
@@ -16,12 +16,12 @@ import click
 
 from hpcprof.apps import APPS
 from hpcprof.backends import AUTO, BACKENDS, probe_all
-from hpcprof.cli_analysis import bits_needed, compare, machines
-from hpcprof.cli_bound import bound
-from hpcprof.cli_common import OneLineErrors, name_int_pairs, reported
-from hpcprof.config import RunConfig, SizeScale
-from hpcprof.launchers import LauncherKind
-from hpcprof.records import Precision
+from hpcprof.cli.analysis import bits_needed, compare, machines
+from hpcprof.cli.bound import bound
+from hpcprof.cli.common import OneLineErrors, name_int_pairs, reported
+from hpcprof.results.records import Precision
+from hpcprof.run.config import RunConfig, SizeScale
+from hpcprof.run.launchers import LauncherKind
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +43,7 @@ def list_apps() -> None:
 @main.command("backends")
 def list_backends() -> None:
     """Show which counter backends work on this machine, and why the others do not."""
-    from hpcprof.host import collect_host
+    from hpcprof.run.host import collect_host
 
     for info, avail in probe_all(collect_host()):
         mark = "yes" if avail.ok else "no "
@@ -140,7 +140,7 @@ def _config(
 @reported
 def run(quiet: bool, **options: Any) -> None:
     """Run apps under a backend and store the results under OUT/<run-id>/."""
-    from hpcprof.study import run_study
+    from hpcprof.run.study import run_study
 
     config = _config(**options)
     config.launch().check()
@@ -161,7 +161,7 @@ def submit(
     **options: Any,
 ) -> None:  # fmt: skip
     """Run apps as Slurm jobs (submitit); gather all results into OUT/<run-id>/."""
-    from hpcprof.slurm import SlurmConfig, submit_study
+    from hpcprof.run.slurm import SlurmConfig, submit_study
 
     config = _config(**options)
     slurm = SlurmConfig(
@@ -177,8 +177,8 @@ def submit(
 @reported
 def report(run_dir: Path, png: bool) -> None:
     """Print a markdown summary of RUN_DIR; write report.md and fp64_share.png into it."""
-    from hpcprof.report import markdown, plot_fp64_share, summarize
-    from hpcprof.store import read_run, write_text
+    from hpcprof.results.report import markdown, plot_fp64_share, summarize
+    from hpcprof.results.store import read_run, write_text
 
     frame, config = read_run(run_dir)
     rows = summarize(frame)

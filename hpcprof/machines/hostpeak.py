@@ -1,4 +1,4 @@
-"""Describe the measuring host as a :class:`~hpcprof.machines.Machine` with measured ceilings.
+"""Describe the measuring host as a :class:`~hpcprof.machines.model.Machine` with measured ceilings.
 
 Peaks come from the built-in GEMM kernel (NumPy BLAS, float64 and float32) and the bandwidth
 from the triad kernel, each the best of a few runs in this process. Measuring takes seconds
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from hpcprof.apps import APPS
 from hpcprof.apps.base import Region
-from hpcprof.host import collect_host
-from hpcprof.machines import Machine, MachineKind, Memory, MemoryKind, Peak
-from hpcprof.records import Precision
+from hpcprof.machines.model import Machine, MachineKind, Memory, MemoryKind, Peak
+from hpcprof.results.records import Precision
+from hpcprof.run.host import collect_host
 
 
 @dataclass(frozen=True, kw_only=True)

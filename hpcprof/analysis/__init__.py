@@ -1,0 +1,1 @@
+"""What the measurements mean: cross-machine predictions, rooflines, bits needed, communication bounds and measured traffic."""

@@ -1,0 +1,1 @@
+"""The ``hpcprof`` command line: click parses, the library runs, errors become one-line messages."""

@@ -1,0 +1,1 @@
+"""What a run leaves: typed records, the run-directory store and the per-run report."""
