@@ -20,12 +20,13 @@ from training.models import build_model
 from training.optim import build_optimizer, param_groups
 from training.records import ArmRecord, ArmStatus, EpochRecord, RunPaths, StepRecord
 from training.roles import RoleCasts
-from training.schedules import LRScaling, LRSchedule, WarmupRule
+from training.schedules import BatchSchedule, LRScaling, LRSchedule, WarmupRule
 
 
 def schedule_for(cfg: RunConfig, arm: ArmSpec, steps_per_epoch: int) -> LRSchedule:
     """Warmup then ``cfg.decay`` (cosine by default); linear LR scaling, or LEGW (You et al.
-    2019) when asked.
+    2019) when asked. Under batch-size control this is the shape at the initial batch size
+    (``steps_per_epoch`` of epoch 0); :meth:`ArmTraining.lr` scales it as the batch grows.
 
     Raises:
         ValueError: if the (LEGW-scaled) warmup exceeds the run.
@@ -58,9 +59,9 @@ class ArmTraining:
         comm: settings of the gradient all-reduce; its step counter keys stochastic rounding
             and is checkpointed with the RNG states.
         shard: this rank's part of the training split.
-        local_batch: per-worker batch size.
-        steps_per_epoch: optimizer steps per epoch.
-        schedule: the learning-rate schedule.
+        batches: global batch size per epoch (constant without batch-size control).
+        epoch_steps: optimizer steps in each epoch of the run.
+        schedule: the learning-rate schedule at the initial batch size.
         method: what produced the arm's numbers (reduction and casts).
         steps: step records so far (restored ones first).
         epochs: epoch records so far.
@@ -74,12 +75,33 @@ class ArmTraining:
     casts: RoleCasts
     comm: LowPrecisionState
     shard: ShardSpec
-    local_batch: int
-    steps_per_epoch: int
+    batches: BatchSchedule
+    epoch_steps: tuple[int, ...]
     schedule: LRSchedule
     method: str
     steps: list[StepRecord]
     epochs: list[EpochRecord]
+
+    def local_batch(self, epoch: int) -> int:
+        """Per-worker batch size in ``epoch``."""
+        return self.batches.size(epoch) // self.ctx.world_size
+
+    def first_step(self, epoch: int) -> int:
+        """Global index of ``epoch``'s first step (steps done before it, over all epochs)."""
+        return sum(self.epoch_steps[:epoch])
+
+    def lr(self, epoch: int, step: int) -> float:
+        """Learning rate of global step ``step`` in ``epoch``.
+
+        The schedule's warmup/decay shape at the fractional epoch ``epoch + i / S`` (step
+        ``i`` of the epoch's ``S``), times ``scaling.factor(B(epoch) / B(0))``: a doubled
+        batch doubles the rate under linear scaling, sqrt(2) under LEGW (Smith et al. 2018).
+        """
+        steps = self.epoch_steps[epoch]
+        # (epoch * S + i) / S is step / S when every epoch has S steps: the same bits as
+        # LRSchedule.lr(step) without batch-size control.
+        at = (epoch * steps + step - self.first_step(epoch)) / steps
+        return self.schedule.lr_at_epoch(at) * self.batches.lr_factor(epoch, self.schedule.scaling)
 
     def record(self, status: ArmStatus) -> ArmRecord:
         """The arm's record with ``status`` and the steps and epochs so far."""
@@ -126,13 +148,21 @@ def gradient_reduction(cfg: RunConfig, arm: ArmSpec) -> tuple[LowPrecisionState,
     return state, method
 
 
-def _steps_per_epoch(arm: ArmSpec, shard: ShardSpec, examples: int, local_batch: int) -> int:
-    steps = num_batches(shard.num_samples(examples), local_batch, drop_last=True)
-    if steps == 0:
-        raise ValueError(
-            f"arm {arm.name}: batch size {arm.batch_size} exceeds the {examples} training examples"
-        )
-    return steps
+def _epoch_steps(
+    arm: ArmSpec, batches: BatchSchedule, shard: ShardSpec, examples: int, epochs: int
+) -> tuple[int, ...]:
+    """Optimizer steps in each epoch; every batch of the run must fit a worker's shard."""
+    out = []
+    for epoch in range(epochs):
+        size = batches.size(epoch)
+        steps = num_batches(shard.num_samples(examples), size // shard.world_size, drop_last=True)
+        if steps == 0:
+            grown = f" (from epoch {epoch})" if size != arm.batch_size else ""
+            raise ValueError(
+                f"arm {arm.name}: batch size {size}{grown} exceeds the {examples} training examples"
+            )
+        out.append(steps)
+    return tuple(out)
 
 
 def setup_arm(
@@ -167,8 +197,8 @@ def setup_arm(
     casts = RoleCasts(arm.casts, seed=arm.seed, rank=ctx.rank)
     optimizer = casts.install(model, optimizer)
     shard = ShardSpec(rank=ctx.rank, world_size=ctx.world_size, seed=arm.seed, drop_last=True)
-    local_batch = arm.batch_size // ctx.world_size
-    steps_per_epoch = _steps_per_epoch(arm, shard, len(data.train), local_batch)
+    batches = cfg.batch_schedule(arm)
+    epoch_steps = _epoch_steps(arm, batches, shard, len(data.train), cfg.epochs)
     comm, method = gradient_reduction(cfg, arm)
     restored = None if ckpt is None else ArmRecord.from_dict(ckpt["record"])
     if ckpt is not None:  # bit-exact continuation: weights, optimizer and RNG states
@@ -184,9 +214,9 @@ def setup_arm(
         casts=casts,
         comm=comm,
         shard=shard,
-        local_batch=local_batch,
-        steps_per_epoch=steps_per_epoch,
-        schedule=schedule_for(cfg, arm, steps_per_epoch),
+        batches=batches,
+        epoch_steps=epoch_steps,
+        schedule=schedule_for(cfg, arm, epoch_steps[0]),
         method="; ".join(m for m in (method, casts.method) if m),
         steps=[] if restored is None else list(restored.steps),
         epochs=[] if restored is None else list(restored.epochs),

@@ -20,6 +20,7 @@ from training.optim.nlcg import BetaRule
 from training.schedules import Decay
 
 T = TypeVar("T")
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 class StudyUsageError(click.ClickException):
@@ -76,10 +77,21 @@ def _training_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _shared_option_list(
-    rounding: bool = True,
-) -> Sequence[Callable[[Callable[..., Any]], Callable[..., Any]]]:
-    options = [
+def _batch_control_options() -> list[Decorator]:
+    """Batch-size control (Smith et al. 2018): the global batch grows at milestone epochs."""
+    return [
+        click.option("--batch-milestones", default=None, callback=comma_list(int),
+                     help="Comma list of epochs at whose start the global batch grows by "
+                          "--batch-factor; the LR follows by the scaling rule."),
+        click.option("--batch-factor", type=int, default=2, show_default=True,
+                     help="Growth of the global batch at each of --batch-milestones."),
+        click.option("--max-batch-size", type=int, default=None,
+                     help="Cap on the grown global batch [default: none]."),
+    ]  # fmt: skip
+
+
+def _shared_option_list(rounding: bool = True) -> Sequence[Decorator]:
+    options: list[Decorator] = [
         click.option("--dataset", type=click.Choice(registry_names(DATASETS)), default="digits", show_default=True),
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Local copy of a file-based dataset (mnist, cifar10, ...)."),
@@ -110,6 +122,7 @@ def _shared_option_list(
                      help="Learning rate after warmup (exponential: x0.97 per 2.4 epochs)."),
         click.option("--base-batch-size", type=int, default=64, show_default=True,
                      help="Batch size at which --lr applies (scaled linearly, sqrt under --legw)."),
+        *_batch_control_options(),
         click.option("--weight-decay", type=float, default=1e-4, show_default=True),
         click.option("--kfac-update-interval", type=int, default=10, show_default=True,
                      help="kfac: steps between inverse updates (the factors are stale in between)."),
@@ -154,6 +167,9 @@ def shared_config(arms: tuple[ArmSpec, ...], opts: dict[str, Any]) -> RunConfig:
             legw=opts["legw"],
             decay=Decay(opts["decay"]),
             base_batch_size=opts["base_batch_size"],
+            batch_milestones=opts["batch_milestones"] or (),
+            batch_factor=opts["batch_factor"],
+            max_batch_size=opts["max_batch_size"],
             weight_decay=opts["weight_decay"],
             device=Device(opts["device"]),
             backend=Backend(opts["backend"]),

@@ -30,7 +30,7 @@ from precision.rounding import RoundingMode
 from training.models import BatchNormMode
 from training.optim.nlcg import BetaRule
 from training.roles import RoleCast
-from training.schedules import Decay
+from training.schedules import BatchSchedule, Decay
 
 SCHEMA_VERSION = 1
 
@@ -184,6 +184,10 @@ class RunConfig:
         decay: learning-rate shape after warmup: cosine, polynomial (power 2), exponential
             (x0.97 every 2.4 epochs, the EfficientNet recipe) or constant.
         base_batch_size: batch size at which each arm's ``lr`` is the peak rate.
+        batch_milestones: epochs at whose start every arm's global batch is multiplied by
+            ``batch_factor`` (batch-size control, :class:`training.schedules.BatchSchedule`).
+        batch_factor: growth of the batch at each milestone.
+        max_batch_size: cap on the grown global batch (None: none).
         weight_decay: L2 decay of multi-dimensional weights.
         device: cpu, cuda or auto.
         backend: gloo, nccl or auto.
@@ -216,6 +220,9 @@ class RunConfig:
     legw: bool = False
     decay: Decay = Decay.COSINE
     base_batch_size: int = 64
+    batch_milestones: tuple[int, ...] = ()
+    batch_factor: int = 2
+    max_batch_size: int | None = None
     weight_decay: float = 1e-4
     device: Device = Device.AUTO
     backend: Backend = Backend.AUTO
@@ -240,6 +247,7 @@ class RunConfig:
             except ValueError as exc:
                 raise ConfigError(f"stats_format: {exc}") from None
         object.__setattr__(self, "arms", tuple(self.arms))
+        object.__setattr__(self, "batch_milestones", tuple(self.batch_milestones))
         if self.schema != SCHEMA_VERSION:
             raise ConfigError(f"config schema {self.schema}: this version reads {SCHEMA_VERSION}")
         self._check_arms()
@@ -258,10 +266,10 @@ class RunConfig:
         if self.workers < 1:
             raise ConfigError(f"workers={self.workers}: must be >= 1")
         for arm in self.arms:
-            if arm.batch_size % self.workers:
-                raise ConfigError(
-                    f"batch size {arm.batch_size} is not divisible by {self.workers} workers"
-                )
+            try:
+                self.batch_schedule(arm).check(epochs=self.epochs, workers=self.workers)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
 
     def _check_reduction(self) -> None:
         if self.headroom is not None and self.headroom < 0:
@@ -322,16 +330,14 @@ class RunConfig:
             return {"beta_rule": self.nlcg_beta}
         return {}
 
-    def arm(self, name: str) -> ArmSpec:
-        """The arm called ``name``.
-
-        Raises:
-            KeyError: if there is none.
-        """
-        for a in self.arms:
-            if a.name == name:
-                return a
-        raise KeyError(name)
+    def batch_schedule(self, arm: ArmSpec) -> BatchSchedule:
+        """``arm``'s global batch size per epoch (``arm.batch_size`` throughout by default)."""
+        return BatchSchedule(
+            initial=arm.batch_size,
+            milestones=self.batch_milestones,
+            factor=self.batch_factor,
+            maximum=self.max_batch_size,
+        )
 
     def shared(self) -> dict[str, Any]:
         """Every setting except the arms (what all arms of a study must agree on)."""
@@ -345,6 +351,9 @@ class RunConfig:
         for key in _ENUM_FIELDS:
             d[key] = getattr(self, key).value
         d["stats_format"] = None if self.stats_format is None else str(self.stats_format)
+        if not self.batch_milestones:  # a constant batch: config.json and run ids as before
+            for key in ("batch_milestones", "batch_factor", "max_batch_size"):
+                del d[key]
         for arm, out in zip(self.arms, d["arms"], strict=True):
             out["casts"] = [c.to_dict() for c in arm.casts]
         return d

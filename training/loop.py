@@ -94,7 +94,7 @@ def train_step(
         The step's record; a non-finite ``train_loss`` means the arm diverged (every rank
         sees the same value, and the optimizer did not step).
     """
-    lr = t.schedule.lr(step)
+    lr = t.lr(epoch, step)
     for group in t.optimizer.param_groups:
         group["lr"] = lr
     t0 = time.perf_counter()
@@ -122,6 +122,7 @@ def train_step(
         flushed=report.underflow,
         overflow=report.overflow,
         step_time_s=time.perf_counter() - t0,
+        batch_size=n,
     )
 
 
@@ -131,9 +132,9 @@ def train_epoch(t: ArmTraining, data: LoadedDataset, epoch: int) -> list[StepRec
     t.casts.start_epoch(epoch)
     order = t.shard.indices(len(data.train), epoch)
     out: list[StepRecord] = []
-    batches = iterate_batches(data.train, t.local_batch, indices=order, drop_last=True)
+    batches = iterate_batches(data.train, t.local_batch(epoch), indices=order, drop_last=True)
     for i, (x, y) in enumerate(batches):
-        out.append(train_step(t, x, y, epoch, epoch * t.steps_per_epoch + i))
+        out.append(train_step(t, x, y, epoch, t.first_step(epoch) + i))
         if not math.isfinite(out[-1].train_loss):
             break
     return out
@@ -148,7 +149,7 @@ def evaluate_epoch(
     flushed = [s.flushed for s in steps]
     return EpochRecord(
         epoch=epoch,
-        step=(epoch + 1) * t.steps_per_epoch,
+        step=t.first_step(epoch + 1),
         train_loss=sum(s.train_loss for s in steps) / len(steps),
         test_loss=test_loss,
         test_acc=test_acc,
@@ -156,6 +157,7 @@ def evaluate_epoch(
         if None in flushed
         else sum(f for f in flushed if f is not None) / len(flushed),
         epoch_time_s=epoch_time,
+        batch_size=t.batches.size(epoch),
     )
 
 

@@ -57,6 +57,8 @@ class StepRecord:
             (None for the float32 baseline or when the reduction does not measure it).
         overflow: fraction that overflowed (None when not measured).
         step_time_s: wall time of forward, backward, reduction and update on rank 0.
+        batch_size: global batch size of the epoch (it grows under batch-size control; None
+            in records written before it was recorded: the arm's batch size).
     """
 
     epoch: int
@@ -67,6 +69,7 @@ class StepRecord:
     flushed: float | None
     overflow: float | None
     step_time_s: float
+    batch_size: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +84,8 @@ class EpochRecord:
         test_acc: test accuracy.
         flushed: mean flushed fraction over the epoch's steps (None if not measured).
         epoch_time_s: wall time of the epoch's training steps.
+        batch_size: global batch size of the epoch (None in older records, as in
+            :class:`StepRecord`).
     """
 
     epoch: int
@@ -90,6 +95,7 @@ class EpochRecord:
     test_acc: float
     flushed: float | None
     epoch_time_s: float
+    batch_size: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

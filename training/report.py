@@ -20,7 +20,7 @@ import pandas as pd
 from precision.common.files import atomic_write, atomic_write_text
 from training.config import ArmSpec, RunConfig
 from training.environment import load_environment
-from training.records import ArmRecord, RunPaths, load_arm_record
+from training.records import ArmRecord, EpochRecord, RunPaths, StepRecord, load_arm_record
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,21 @@ def _arm_columns(arm: ArmSpec) -> dict[str, Any]:
     }
 
 
+def _observed(record: StepRecord | EpochRecord) -> dict[str, Any]:
+    """A record's fields; its batch size replaces the arm's unless an older record lacks it."""
+    d = asdict(record)
+    if d["batch_size"] is None:
+        del d["batch_size"]
+    return d
+
+
 def metrics_frame(data: RunData) -> pd.DataFrame:
     """Tidy table of every step and epoch record of every arm.
 
     Returns:
         One row per observation; ``kind`` is ``step`` or ``epoch``; columns that do not
-        apply to a kind (e.g. ``test_acc`` for a step) are NaN.
+        apply to a kind (e.g. ``test_acc`` for a step) are NaN; ``batch_size`` is the
+        global batch of the step or epoch (it grows under batch-size control).
     """
     rows: list[dict[str, Any]] = []
     for arm in data.config.arms:
@@ -81,8 +90,8 @@ def metrics_frame(data: RunData) -> pd.DataFrame:
         if rec is None:
             continue
         base = _arm_columns(arm)
-        rows += [{**base, "kind": "step", **asdict(s)} for s in rec.steps]
-        rows += [{**base, "kind": "epoch", **asdict(e)} for e in rec.epochs]
+        rows += [{**base, "kind": "step", **_observed(s)} for s in rec.steps]
+        rows += [{**base, "kind": "epoch", **_observed(e)} for e in rec.epochs]
     columns = [
         *_arm_columns(data.config.arms[0]),
         "kind", "epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc",

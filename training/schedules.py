@@ -17,10 +17,15 @@ follows the batch size:
 
 A preset (Goyal et al.'s warmup from ``base_lr``, LEGW) is an :class:`LRSchedule` with those
 fields set; ``training.arm.schedule_for`` builds the one a run configuration asks for.
+
+Batch-size control (:class:`BatchSchedule`) grows the global batch during training instead of
+decaying the rate (Smith et al. 2018, arXiv:1711.00489; Mikami et al. 2018, arXiv:1811.05233);
+the rate follows the batch by the same scaling rule.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,3 +198,64 @@ def as_lambda_lr(optimizer: torch.optim.Optimizer, schedule: LRSchedule) -> Lamb
         group["lr"] = schedule.peak_lr
         group["initial_lr"] = schedule.peak_lr
     return LambdaLR(optimizer, factor)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSchedule:
+    """Global batch size per epoch: ``initial * factor**n`` after ``n`` milestones, capped.
+
+    Attributes:
+        initial: global batch size at epoch 0 (the arm's batch size).
+        milestones: epochs at whose start the batch is multiplied (increasing, >= 1).
+        factor: growth at each milestone (>= 2).
+        maximum: cap on the global batch size (None: none).
+
+    Raises:
+        ValueError: on a non-positive ``initial``, a ``factor`` below 2, milestones out of
+            order, a ``maximum`` below ``initial``, or a factor or maximum without milestones.
+    """
+
+    initial: int
+    milestones: tuple[int, ...] = ()
+    factor: int = 2
+    maximum: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+        m = self.milestones
+        if self.initial < 1 or self.factor < 2:
+            raise ValueError(f"batch size {self.initial}, factor {self.factor}: need >= 1, >= 2")
+        if list(m) != sorted(set(m)) or (m and m[0] < 1):
+            raise ValueError(f"batch milestones {list(m)}: must be increasing epochs >= 1")
+        if self.maximum is not None and self.maximum < self.initial:
+            raise ValueError(f"max batch size {self.maximum}: below the batch size {self.initial}")
+        if not m and (self.factor != 2 or self.maximum is not None):
+            raise ValueError(
+                f"batch factor {self.factor}, max batch size {self.maximum}: "
+                "do nothing without batch milestones"
+            )
+
+    def size(self, epoch: int) -> int:
+        """Global batch size during ``epoch``."""
+        size = self.initial * self.factor ** bisect.bisect_right(self.milestones, epoch)
+        return size if self.maximum is None else min(size, self.maximum)
+
+    def lr_factor(self, epoch: int, scaling: LRScaling) -> float:
+        """Learning-rate multiplier in ``epoch``: ``scaling.factor(size(epoch) / initial)``."""
+        return scaling.factor(self.size(epoch) / self.initial)
+
+    def check(self, *, epochs: int, workers: int) -> None:
+        """Check the schedule against a run of ``epochs`` epochs on ``workers`` workers.
+
+        Raises:
+            ValueError: if a milestone is not before the last epoch, or a batch size of the
+                run is not divisible by ``workers``.
+        """
+        if self.milestones and self.milestones[-1] >= epochs:
+            raise ValueError(f"batch milestones {list(self.milestones)}: must be < epochs={epochs}")
+        for epoch in (0, *self.milestones):
+            if self.size(epoch) % workers:
+                grown = f" (from epoch {epoch})" if epoch else ""
+                raise ValueError(
+                    f"batch size {self.size(epoch)}{grown} is not divisible by {workers} workers"
+                )
