@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -120,27 +121,45 @@ def build(name: str, precision: Precision, toolchain: Toolchain | None = None) -
     key = binary_key(source, precision, tc)
     stem = name.removesuffix(".c")
     out_dir = cache_dir()
-    target = out_dir / f"{stem}-{precision.value}-{key}"
-    if target.exists():
-        return target
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        src = Path(tmp) / name
-        src.write_text(source, encoding="utf-8")
-        (Path(tmp) / COMMON_HEADER).write_text(source_text(COMMON_HEADER), encoding="utf-8")
-        tmp_bin = Path(tmp) / stem
-        cmd = [tc.compiler, *tc.flags, _PRECISION_MACRO[precision], str(src), "-o", str(tmp_bin)]
-        cmd.append("-lm")
-        _compile(cmd, name, tmp_bin, target, timeout_s=300)
-    return target
+    flags = [tc.compiler, *tc.flags, _PRECISION_MACRO[precision]]
+    return _cached_build(
+        out_dir / f"{stem}-{precision.value}-{key}",
+        {name: source, COMMON_HEADER: source_text(COMMON_HEADER)},
+        lambda d: [*flags, str(d / name), "-o", str(d / stem), "-lm"],
+        stem,
+        timeout_s=300,
+    )
 
 
-def _compile(cmd: list[str], name: str, built: Path, target: Path, *, timeout_s: float) -> None:
-    """Run the compiler command ``cmd``, then move its output ``built`` onto ``target``.
+def _cached_build(
+    target: Path,
+    sources: dict[str, str],
+    command: Callable[[Path], list[str]],
+    built: str,
+    *,
+    timeout_s: float,
+) -> Path:
+    """``target`` if it is cached; else write ``sources`` into a scratch directory beside it,
+    run ``command(scratch)`` there and move its output ``built`` onto ``target``.
 
     Raises:
         BuildError: the compiler did not run, or the compile failed (its last lines).
     """
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        scratch = Path(tmp)
+        for file_name, text in sources.items():
+            (scratch / file_name).write_text(text, encoding="utf-8")
+        _compile(
+            command(scratch), next(iter(sources)), scratch / built, target, timeout_s=timeout_s
+        )
+    return target
+
+
+def _compile(cmd: list[str], name: str, built: Path, target: Path, *, timeout_s: float) -> None:
+    """Run the compiler command ``cmd``, then move its output ``built`` onto ``target``."""
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -168,14 +187,10 @@ def build_marker(compiler: str | None = None) -> Path:
     for part in (source, cc, compiler_version(cc), *MARKER_FLAGS):
         h.update(part.encode())
         h.update(b"\0")
-    out_dir = cache_dir()
-    target = out_dir / f"libhp_marker-{h.hexdigest()[:20]}.so"
-    if target.exists():
-        return target
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        src, lib = Path(tmp) / MARKER_SOURCE, Path(tmp) / "libhp_marker.so"
-        src.write_text(source, encoding="utf-8")
-        _compile([cc, *MARKER_FLAGS, str(src), "-o", str(lib)], MARKER_SOURCE, lib, target,
-                 timeout_s=120)  # fmt: skip
-    return target
+    return _cached_build(
+        cache_dir() / f"libhp_marker-{h.hexdigest()[:20]}.so",
+        {MARKER_SOURCE: source},
+        lambda d: [cc, *MARKER_FLAGS, str(d / MARKER_SOURCE), "-o", str(d / "libhp_marker.so")],
+        "libhp_marker.so",
+        timeout_s=120,
+    )
