@@ -19,7 +19,7 @@ from training.bits_search import PointEvent, SearchError, SearchResult, SearchSp
 from training.bits_train import TrainingEvaluator, arm_template, search_dir
 from training.cli_options import (
     StudyUsageError,
-    _training_options,
+    training_options,
     comma_list,
     executor_options,
     registry_names,
@@ -77,7 +77,7 @@ def _bar(event: PointEvent) -> None:
               help="Global batch size (all workers together).")  # fmt: skip
 @click.option("--lr", type=float, default=None,
               help="Base learning rate at --base-batch-size [default: per optimizer].")  # fmt: skip
-@_training_options
+@training_options
 @executor_options
 def bits_needed_cmd(**opts: Any) -> None:
     """Search the fewest exponent and mantissa bits each tensor role needs.

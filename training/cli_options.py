@@ -70,7 +70,7 @@ def shared_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _training_options(f: Callable[..., Any]) -> Callable[..., Any]:
+def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The shared options except ``--rounding`` (a command that varies it defines its own)."""
     for option in reversed(_shared_option_list(rounding=False)):
         f = option(f)
