@@ -19,12 +19,12 @@ from training.bits_search import PointEvent, SearchError, SearchResult, SearchSp
 from training.bits_train import TrainingEvaluator, arm_template, search_dir
 from training.cli_options import (
     StudyUsageError,
-    training_options,
     comma_list,
     executor_options,
     registry_names,
     shared_config,
     slurm_settings,
+    training_options,
 )
 from training.config import DEFAULT_LRS, ConfigError, RunConfig
 from training.data import DatasetError
