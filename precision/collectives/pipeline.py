@@ -232,11 +232,11 @@ def _complete(prep: _Prepared, summed: torch.Tensor | None, state: LowPrecisionS
     totals = None
     if state.telemetry:
         calls = _calls(r, work)
+        spans = [span for span, _ in calls]
         if counts is not None:
             at_limit = [c.at_limit for c in counts]
         else:  # the ordered sums round chunk by chunk: read the result once
-            at_limit = [int((work[a:b].abs() >= top).sum()) for (a, b), top in calls]
-        spans = [span for span, _ in calls]
+            at_limit = telemetry.count_at_least(work, spans, [top for _, top in calls])
         totals, stats = telemetry.tally(spans, prep.in_counts, at_limit, prep.bounds)
     finish(work, prep.bounds, prep.layout.multiply, state, prep.world)
     return LowpResult(work, prep.plan, prep.exchanged, stats, totals)

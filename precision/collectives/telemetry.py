@@ -35,6 +35,20 @@ def layer_amax(x: torch.Tensor, bounds: Bounds) -> torch.Tensor:
     return (torch.maximum(-lo, hi) + 0.0).to(torch.float64).cpu()  # (+ 0.0: no -0)
 
 
+def count_at_least(x: torch.Tensor, spans: Bounds, tops: Sequence[float]) -> list[int]:
+    """Elements with ``|x| >= top`` (infinities included, NaN not) in each span.
+
+    One :func:`layer_amax` pass first; only a span whose maximum is not below its ``top``
+    (or is NaN) is then counted, so a reduction that saturates nothing costs one read.
+    Each ``top`` must be exact in ``x.dtype`` (the comparison happens in that dtype).
+    """
+    amax = layer_amax(x, spans).tolist()
+    return [
+        0 if m < top else int((x[a:b].abs() >= top).count_nonzero())
+        for (a, b), m, top in zip(spans, amax, tops, strict=True)
+    ]
+
+
 def tally(
     calls: Sequence[tuple[int, int]],
     inputs: Sequence[RoundingCounts],
