@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from training.report import markdown_table, save_figure
+from precision.common.files import atomic_save_figure
+from precision.common.markdown import markdown_table
 
 CELL = ["bits", "aps", "optimizer", "batch_size"]
 LINE = ["bits", "aps", "optimizer"]
@@ -211,5 +212,5 @@ def plot_steps_to_target(scaling: pd.DataFrame, path: Path, target: float) -> bo
     ax.set_title("dotted: perfect scaling (slope -1)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
-    save_figure(fig, path)
+    atomic_save_figure(fig, path)
     return True

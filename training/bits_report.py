@@ -15,10 +15,11 @@ from typing import Any
 
 import pandas as pd
 
-from precision.common.files import atomic_write_text
+from precision.common.files import atomic_save_figure, atomic_write_text
+from precision.common.markdown import markdown_table
 from training.bits_points import Point, PointCache, PointResult, PointStatus
 from training.bits_search import SearchError, SearchResult, SearchSpec, VariantAnswer, search_bits
-from training.report import markdown_table, save_figure, write_csv, write_parquet
+from training.report import write_csv, write_parquet
 from training.roles import Role
 
 COLUMNS = ["role", "e", "m", "aps", "rounding", "seed", "accuracy", "loss", "status",
@@ -159,7 +160,7 @@ def plot_heatmap(frame: pd.DataFrame, role: Role, spec: SearchSpec, path: Path) 
     if image is not None:
         fig.colorbar(image, ax=list(axes), label="test accuracy (%), worst seed")
     fig.suptitle(f"{role.value}: passing region outlined (red)", fontsize="medium")
-    save_figure(fig, path)
+    atomic_save_figure(fig, path)
 
 
 def write_search_report(

@@ -7,9 +7,7 @@ Nothing here trains; ``prec-study report RUN_DIR`` calls :func:`write_report` on
 
 from __future__ import annotations
 
-import io
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import median
@@ -17,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from precision.common.files import atomic_write, atomic_write_text
+from precision.common.files import atomic_save_figure, atomic_write, atomic_write_text
+from precision.common.markdown import markdown_table
 from training.config import ArmSpec, RunConfig
 from training.environment import load_environment
 from training.records import ArmRecord, EpochRecord, RunPaths, StepRecord, load_arm_record
@@ -168,14 +167,6 @@ def table_rows(summary: pd.DataFrame) -> list[tuple[str, ...]]:
     return rows
 
 
-def markdown_table(rows: Sequence[tuple[str, ...]]) -> str:
-    """A GitHub-flavoured Markdown table from text rows (header first)."""
-    head, *body = rows
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
-    return "\n".join(lines) + "\n"
-
-
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
     """Write a DataFrame as CSV atomically."""
     atomic_write_text(path, frame.to_csv(index=False))
@@ -209,16 +200,6 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> bool:
     return True
 
 
-def save_figure(fig: Any, path: Path) -> None:
-    """Render a matplotlib ``Figure`` to PNG with the Agg canvas, atomically."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
-
-
 def plot_accuracy(metrics: pd.DataFrame, path: Path, title: str) -> None:
     """Test accuracy per epoch, one line per arm."""
     from matplotlib.figure import Figure
@@ -235,7 +216,7 @@ def plot_accuracy(metrics: pd.DataFrame, path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     if ax.get_lines():
         ax.legend(loc="center right")
-    save_figure(fig, path)
+    atomic_save_figure(fig, path)
 
 
 def write_report(run_dir: Path) -> pd.DataFrame:

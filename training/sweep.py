@@ -21,20 +21,15 @@ from typing import Any
 
 import pandas as pd
 
-from precision.common.files import atomic_write_text
+from precision.common.files import atomic_save_figure, atomic_write_text
+from precision.common.markdown import markdown_table
 from precision.formats import FloatFormat, Format
 from precision.registry import from_bits
 from training import batch_limit
 from training.config import DEFAULT_LRS, ArmSpec, ConfigError, RunConfig
 from training.executor import Executor, Failure
 from training.loop import run_study
-from training.report import (
-    markdown_table,
-    save_figure,
-    write_csv,
-    write_parquet,
-    write_report,
-)
+from training.report import write_csv, write_parquet, write_report
 
 SWEEP_FILE = "sweep.json"
 
@@ -344,7 +339,7 @@ def _plot_vs(best: pd.DataFrame, x: str, path: Path, xlabel: str, *, log2: bool)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    save_figure(fig, path)
+    atomic_save_figure(fig, path)
 
 
 #: Cells whose cluster jobs failed twice, with the error (written by :func:`run_sweep_jobs`).

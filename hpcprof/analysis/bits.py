@@ -20,6 +20,8 @@ import numpy as np
 
 from hpcprof.analysis.emulate import EmulationInfo, emulation
 from hpcprof.results.report import format_cell
+from precision.common.files import atomic_save_figure
+from precision.common.markdown import markdown_table
 
 if TYPE_CHECKING:  # the precision package imports torch: load it only when sweeping
     from precision.formats import FloatFormat
@@ -184,25 +186,18 @@ def result(points: Sequence[BitsPoint], tolerance: float) -> BitsResult:
 def markdown(results: Sequence[BitsResult], points: Sequence[BitsPoint]) -> str:
     """Table of bits needed per app, then the errors per format."""
     yes = {True: "yes", False: "no", None: "n/a"}
-    lines = [
-        "| app | size | tolerance | mantissa bits needed (e11) | float32 passes | "
-        "bfloat16 passes | emulation rounds |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    needed = [("app", "size", "tolerance", "mantissa bits needed (e11)", "float32 passes",
+               "bfloat16 passes", "emulation rounds")]  # fmt: skip
     for r in results:
         bits = "> 52 (none passes)" if r.bits is None else str(r.bits)
-        lines.append(
-            f"| {r.app} | {r.size} | {r.tolerance:.0e} | {bits} | {yes[r.float32_ok]} | "
-            f"{yes[r.bfloat16_ok]} | {r.rounding} |"
-        )
+        needed.append((r.app, str(r.size), f"{r.tolerance:.0e}", bits, yes[r.float32_ok],
+                       yes[r.bfloat16_ok], r.rounding))  # fmt: skip
     apps = list(dict.fromkeys(p.app for p in points))
     fmts = list(dict.fromkeys(p.format for p in points))
     errors = {(p.app, p.format): p.error for p in points}
-    lines += ["", "| format | " + " | ".join(apps) + " |", "|---|" + "---|" * len(apps)]
-    for f in fmts:
-        cells = " | ".join(format_cell(errors.get((a, f)), ".2e") for a in apps)
-        lines.append(f"| {f} | {cells} |")
-    return "\n".join(lines) + "\n"
+    per_format = [("format", *apps)]
+    per_format += [(f, *(format_cell(errors.get((a, f)), ".2e") for a in apps)) for f in fmts]
+    return markdown_table(needed) + "\n" + markdown_table(per_format)
 
 
 def plot(points: Sequence[BitsPoint], tolerance: float, path: Path) -> None:
@@ -236,7 +231,5 @@ def plot(points: Sequence[BitsPoint], tolerance: float, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    atomic_save_figure(fig, path, dpi=100, tight=False)
     plt.close(fig)
-    tmp.replace(path)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from hpcprof.analysis.predict import MODEL, CompareRow, Skipped, Width, ceiling
 from hpcprof.machines.model import Machine, MemoryKind, Peak
 from hpcprof.results.report import SummaryRow, format_cell
+from precision.common.files import atomic_save_figure
+from precision.common.markdown import markdown_table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -19,23 +21,18 @@ _VECTOR_PEAKS = (Peak.FP64, Peak.FP32, Peak.FP16)
 def machines_markdown(machines: Sequence[Machine], memory: MemoryKind | None = None) -> str:
     """Table of the machines' ceilings and sources; special units (tensor cores, Knights
     Mill 4FMAPS, BF16 dot products: used only with ``--matrix``) in their own column."""
-    lines = [
-        "| machine | cores | GHz | FP64 GFLOP/s | FP32 GFLOP/s | FP16 GFLOP/s"
-        " | special units GFLOP/s (--matrix) | memory | GB/s | source |",
-        "|" + "---|" * 10,
-    ]
+    rows = [("machine", "cores", "GHz", "FP64 GFLOP/s", "FP32 GFLOP/s", "FP16 GFLOP/s",
+             "special units GFLOP/s (--matrix)", "memory", "GB/s", "source")]  # fmt: skip
     for m in machines:
         mem = m.memory(memory if any(x.kind is memory for x in m.memories) else None)
         special = ", ".join(
             f"{p.value} {format_cell(v)}" for p, v in m.peaks if p not in _VECTOR_PEAKS
         )
-        lines.append(
-            f"| {m.name} | {m.cores or 'n/a'} | {format_cell(m.clock_ghz)} | {format_cell(m.peak(Peak.FP64))}"
-            f" | {format_cell(m.peak(Peak.FP32))} | {format_cell(m.peak(Peak.FP16))}"
-            f" | {special or '-'} | {mem.kind.value} | {format_cell(mem.bandwidth_gbs)}"
-            f" | {m.source} |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append((m.name, str(m.cores or "n/a"), format_cell(m.clock_ghz),
+                     format_cell(m.peak(Peak.FP64)), format_cell(m.peak(Peak.FP32)),
+                     format_cell(m.peak(Peak.FP16)), special or "-", mem.kind.value,
+                     format_cell(mem.bandwidth_gbs), m.source))  # fmt: skip
+    return markdown_table(rows)
 
 
 def compare_markdown(
@@ -97,10 +94,8 @@ def plot_roofline(
     fig = roofline_figure(summary, compared, machines, memory=memory)
     import matplotlib.pyplot as plt  # after the figure chose the Agg backend
 
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    atomic_save_figure(fig, path, dpi=100)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def _limits(values: Sequence[float], lo: float, hi: float) -> tuple[float, float]:

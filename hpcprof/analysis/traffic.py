@@ -35,6 +35,8 @@ from hpcprof.apps import APPS
 from hpcprof.apps.base import AppKind
 from hpcprof.errors import BackendError, UnknownNameError
 from hpcprof.results.records import Precision
+from precision.common.files import atomic_save_figure
+from precision.common.markdown import markdown_table
 
 LINE = 64
 ASSOC = 8
@@ -356,21 +358,17 @@ _SOURCE_NOTES = {
 
 def markdown(points: Sequence[TrafficPoint]) -> str:
     """Table of measured traffic, bound and ratio per app, size and M."""
-    lines = [
-        "| app | nest | size | M (words) | measured words | lower bound | measured / bound | "
-        "tiling's words | tile | measured by |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = [("app", "nest", "size", "M (words)", "measured words", "lower bound",
+             "measured / bound", "tiling's words", "tile", "measured by")]  # fmt: skip
     for p in points:
         tile = " ".join(f"{n}={b}" for n, b in p.tile)
-        lines.append(
-            f"| {p.app} | {p.nest} | {p.size} | {p.memory} | {p.measured_words:.4g} | "
-            f"{p.bound_words:.4g} | {p.ratio:.2f} | {p.tiled_words:.4g} | {tile} | {p.source} |"
-        )
+        rows.append((p.app, p.nest, str(p.size), str(p.memory), f"{p.measured_words:.4g}",
+                     f"{p.bound_words:.4g}", f"{p.ratio:.2f}", f"{p.tiled_words:.4g}", tile,
+                     p.source))  # fmt: skip
     notes = sorted({f"- {p.app}: {TARGETS[p.app].note}" for p in points})
     sources = {p.source.split()[0] for p in points}
     notes += [_SOURCE_NOTES[s] for s in sorted(sources)]
-    return "\n".join([*lines, "", *notes]) + "\n"
+    return markdown_table(rows) + "\n".join(["", *notes]) + "\n"
 
 
 def plot(points: Sequence[TrafficPoint], path: Path) -> None:
@@ -393,8 +391,5 @@ def plot(points: Sequence[TrafficPoint], path: Path) -> None:
     ax.set_title(f"traffic over the bound ({', '.join(sorted({p.source for p in points}))})")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    atomic_save_figure(fig, path, dpi=100, tight=False)
     plt.close(fig)
-    tmp.replace(path)

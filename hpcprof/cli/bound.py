@@ -22,6 +22,7 @@ def bound_table(names: tuple[str, ...], files: tuple[str, ...], overrides: dict[
     """Markdown table of bounds and tilings (library errors propagate)."""
     from hpcprof.analysis.bound import NestError, lower_bound
     from hpcprof.analysis.nests import NESTS, load_nest, nest_info
+    from precision.common.markdown import markdown_table
 
     nests = []
     for name in names or (() if files else tuple(NESTS)):
@@ -32,21 +33,17 @@ def bound_table(names: tuple[str, ...], files: tuple[str, ...], overrides: dict[
     unused = set(overrides) - {n for nest in nests for n, _ in nest.loops}
     if unused:
         raise NestError(f"--set {sorted(unused)[0]}: no selected nest has that loop")
-    lines = [
-        "| nest | loops | M (words) | LP exponent | lower bound (words) | compulsory | "
-        "tile | tiling's words | tiling / bound |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = [("nest", "loops", "M (words)", "LP exponent", "lower bound (words)", "compulsory",
+             "tile", "tiling's words", "tiling / bound")]  # fmt: skip
     for nest in nests:
         loops = " ".join(f"{n}={b}" for n, b in nest.loops)
         for m in memories:
             b = lower_bound(nest, m)
             tile = " ".join(f"{n}={s}" for n, s in b.tile)
-            lines.append(
-                f"| {nest.name} | {loops} | {m} | {b.exponent:.4f} | {b.words:.4g} | "
-                f"{b.compulsory_words:.4g} | {tile} | {b.tiled_words:.4g} | {b.tiled_over_bound:.2f} |"
-            )
-    return "\n".join(lines) + "\n"
+            rows.append((nest.name, loops, str(m), f"{b.exponent:.4f}", f"{b.words:.4g}",
+                         f"{b.compulsory_words:.4g}", tile, f"{b.tiled_words:.4g}",
+                         f"{b.tiled_over_bound:.2f}"))  # fmt: skip
+    return markdown_table(rows)
 
 
 def _measure(requests: list[tuple[str, int]], memories: tuple[int, ...], traffic: str,

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from hpcprof.results.records import Metric, SampleStatus
+from precision.common.files import atomic_save_figure
+from precision.common.markdown import markdown_table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -213,26 +215,21 @@ def format_cell(value: float | None, spec: str = ".4g") -> str:
 
 def markdown(rows: list[SummaryRow]) -> str:
     """Markdown table of the summary rows."""
-    head = (
-        "| app | precision | size | status | FP64 GFLOP | FP32 GFLOP | FP64 share | GFLOP/s"
-        " | GB | FLOP/byte | check error | FLOPs from | bytes from | missing |"
-    )
-    lines = [head, "|" + "---|" * 14]
+    table = [("app", "precision", "size", "status", "FP64 GFLOP", "FP32 GFLOP", "FP64 share",
+              "GFLOP/s", "GB", "FLOP/byte", "check error", "FLOPs from", "bytes from",
+              "missing")]  # fmt: skip
     for r in rows:
         share = (
             "not separable"
             if r.flop_source.startswith("not separable")
             else format_cell(r.fp64_share, ".1%")
         )
-        lines.append(
-            f"| {r.app} | {r.precision} | {r.size} | {r.status} | {format_cell(r.fp64_gflop)} | "
-            f"{format_cell(r.fp32_gflop)} | {share} | {format_cell(r.gflops)} | {format_cell(r.gbytes)} | "
-            f"{format_cell(r.intensity, '.3g')} | {format_cell(r.check_error, '.2e')} | {r.flop_source} | "
-            f"{r.bytes_source} | {r.note or '-'} |"
-        )
-    lines.append("")
-    lines.append(PROVENANCE)
-    return "\n".join(lines) + "\n"
+        table.append((r.app, r.precision, str(r.size), str(r.status), format_cell(r.fp64_gflop),
+                      format_cell(r.fp32_gflop), share, format_cell(r.gflops),
+                      format_cell(r.gbytes), format_cell(r.intensity, ".3g"),
+                      format_cell(r.check_error, ".2e"), r.flop_source, r.bytes_source,
+                      r.note or "-"))  # fmt: skip
+    return markdown_table(table) + "\n" + PROVENANCE + "\n"
 
 
 def _short(source: str) -> str:
@@ -245,10 +242,8 @@ def plot_fp64_share(rows: list[SummaryRow], path: Path) -> None:
     fig = fp64_share_figure(rows)
     import matplotlib.pyplot as plt  # after the figure chose the Agg backend
 
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_save_figure(fig, path, tight=False)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def fp64_share_figure(rows: list[SummaryRow]) -> Figure:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> None:
@@ -47,3 +49,24 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         OSError: the file cannot be written.
     """
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_save_figure(
+    fig: Any, path: str | os.PathLike[str], *, dpi: int = 120, tight: bool = True
+) -> None:
+    """Render a matplotlib ``Figure`` to PNG and replace ``path`` with it atomically.
+
+    A bare ``Figure`` gets the Agg canvas; a pyplot figure keeps its own (the caller closes
+    it). ``tight`` crops to the drawn content (``bbox_inches="tight"``).
+
+    Raises:
+        OSError: the file cannot be written.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if type(fig.canvas) is FigureCanvasBase:
+        FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))

@@ -1,4 +1,5 @@
-"""precision.common: the registry, atomic writes and small parsers shared by both packages."""
+"""precision.common: the registry, atomic writes, Markdown tables and small parsers shared by
+both packages."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from precision.common.files import atomic_write, atomic_write_text
+from precision.common.files import atomic_save_figure, atomic_write, atomic_write_text
+from precision.common.markdown import markdown_table
 from precision.common.parse import parse_name_int
 from precision.common.registry import DuplicateNameError, Registry, UnknownNameError
 from precision.common.tomlfile import check_unique, load_toml, table_array
@@ -95,3 +97,39 @@ def test_load_toml_errors_name_the_file(tmp_path: Path) -> None:
         load_toml(bad, what="items file", error=_FileError)
     with pytest.raises(_FileError, match=r"missing.toml: cannot read items file"):
         load_toml(tmp_path / "missing.toml", what="items file", error=_FileError)
+
+
+def test_markdown_table_layout_and_errors() -> None:
+    text = markdown_table([("a", "b"), ("1", "x y"), ("22", "")])
+    assert text == "| a | b |\n|---|---|\n| 1 | x y |\n| 22 |  |\n"
+    assert markdown_table([("only",)]) == "| only |\n|---|\n"
+    with pytest.raises(ValueError, match="no rows"):
+        markdown_table([])
+    with pytest.raises(ValueError, match="row 2 has 1 cells, the header 2"):
+        markdown_table([("a", "b"), ("1", "2"), ("3",)])
+
+
+@pytest.mark.parametrize("pyplot", [False, True], ids=["bare-figure", "pyplot-figure"])
+def test_atomic_save_figure_writes_a_png_and_leaves_no_temporary(
+    tmp_path: Path, pyplot: bool
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    fig = plt.figure(figsize=(2, 2)) if pyplot else Figure(figsize=(2, 2))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    path = tmp_path / "sub" / "f.png"
+    path.parent.mkdir()
+    path.write_bytes(b"old")
+    atomic_save_figure(fig, path, dpi=50, tight=False)
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (100, 100)  # 2 in x 50 dpi, not cropped
+    assert sorted(p.name for p in path.parent.iterdir()) == ["f.png"]
+    if pyplot:
+        assert plt.fignum_exists(fig.number)  # still pyplot's: the caller closes it
+        plt.close(fig)
