@@ -133,16 +133,18 @@ def bound_only(quick: bool) -> None:
 def _tsqr_table() -> str:
     """Words and messages of the busiest rank, and of a leaf rank, per tree arity."""
     from hpcprof.apps.caqr import BLOCKS, COLUMNS, critical_path, levels, traffic
+    from precision.common.markdown import markdown_table
 
-    lines = ["| tree arity | rounds | busiest rank: words | busiest rank: messages | "
-             "leaf rank 1: words | leaf rank 1: messages |", "|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [("tree arity", "rounds", "busiest rank: words", "busiest rank: messages",
+             "leaf rank 1: words", "leaf rank 1: messages")]  # fmt: skip
     for arity in (2, 4, BLOCKS):
         words, msgs = critical_path(BLOCKS, COLUMNS, arity)
         leaf = traffic(BLOCKS, COLUMNS, arity)[1]
         rounds = len(levels(BLOCKS, arity))
-        lines.append(f"| {arity} | {rounds} | {words} | {msgs} | {leaf.words_sent + leaf.words_received} | "
-                     f"{leaf.messages_sent + leaf.messages_received} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+        rows.append((str(arity), str(rounds), str(words), str(msgs),
+                     str(leaf.words_sent + leaf.words_received),
+                     str(leaf.messages_sent + leaf.messages_received)))  # fmt: skip
+    return markdown_table(rows)
 
 
 def _traffic(scratch: Path, quick: bool) -> str:

@@ -44,36 +44,27 @@ def compare_markdown(
     per machine the roof, bound and predicted time ratio against the first machine; the
     rows that could not be placed are listed with the reason, the model stated below."""
     names = [m.name for m in machines]
-    head = (
-        "| app | precision | FLOPs from | bytes from | FLOP/byte | measured GFLOP/s"
-        " | host % of roof |"
-    )
-    sep = "|---|---|---|---|---|---|---|"
+    head = ["app", "precision", "FLOPs from", "bytes from", "FLOP/byte", "measured GFLOP/s",
+            "host % of roof"]  # fmt: skip
     for n in names:
-        head += f" {n} roof GFLOP/s | {n} bound |"
-        sep += "---|---|"
-        if n != names[0]:
-            head += f" T({n})/T({names[0]}) |"
-            sep += "---|"
-    lines = [head, sep]
+        head += [f"{n} roof GFLOP/s", f"{n} bound"] + ([f"T({n})/T({names[0]})"] * (n != names[0]))
+    table = [tuple(head)]
     keyed: dict[tuple[str, str], dict[str, CompareRow]] = {}
     for r in rows:
         keyed.setdefault((r.app, r.precision), {})[r.machine] = r
     for (app, prec), per in keyed.items():
         first = next(iter(per.values()))
-        line = (
-            f"| {app} | {prec} | {first.flop_source} | {first.bytes_source}"
-            f" | {format_cell(first.intensity, '.3g')} | {format_cell(first.measured_gflops)}"
-            f" | {format_cell(first.host_fraction, '.1%')} |"
-        )
+        cells = [app, prec, first.flop_source, first.bytes_source,
+                 format_cell(first.intensity, ".3g"), format_cell(first.measured_gflops),
+                 format_cell(first.host_fraction, ".1%")]  # fmt: skip
         for n in names:
             r = per[n]
-            line += f" {format_cell(r.attainable_gflops)} | {r.bound.value if r.bound else 'n/a'} |"
-            if n != names[0]:
-                line += f" {format_cell(r.ratio, '.3f')} |"
-        lines.append(line)
+            cells += [format_cell(r.attainable_gflops), r.bound.value if r.bound else "n/a"]
+            cells += [format_cell(r.ratio, ".3f")] * (n != names[0])
+        table.append(tuple(cells))
+    lines = [markdown_table(table).rstrip("\n")]
     if not keyed:
-        lines.append("| (no app could be placed) |" + " |" * (sep.count("|") - 2))
+        lines.append("| (no app could be placed) |" + " |" * (len(head) - 1))
     if skipped:
         lines += ["", f"Not placed ({len(skipped)}):", ""]
         lines += [f"- {s.app} {s.precision}: {s.reason}" for s in skipped]
